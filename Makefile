@@ -1,0 +1,47 @@
+# The two commands: `make run` (serve locally) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCK := requirements/lock.txt
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: run test lint venv lock migrate clean
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev]"
+	@touch $@
+
+venv: $(VENV)/.installed
+
+migrate: venv
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py sync_roles
+	$(PY) manage.py sync_schedules
+	$(PY) manage.py check --database default
+
+run: migrate
+	$(PY) manage.py bootstrap
+	PORT=$(PORT) $(PY) manage.py runlocal
+
+# Uses DATABASE_URL / REDIS_URL when set; otherwise throwaway PostgreSQL and Redis from local
+# binaries when present; otherwise SQLite (PostgreSQL-only tests are then skipped).
+test: venv
+	$(PY) -m tests.launcher -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy .
+	$(PY) manage.py makemigrations --check --dry-run
+
+# Re-pin every dependency after changing pyproject.toml.
+lock:
+	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet -e ".[dev]"
+	.lockvenv/bin/pip freeze --exclude-editable | grep -v '^-e' > $(LOCK)
+	rm -rf .lockvenv
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,178 @@
+"""Behaviour settings read from config.yaml into frozen, validated dataclasses.
+
+Secrets never live here; they come from the environment (config/env.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from django.core.exceptions import ImproperlyConfigured
+
+# Capabilities a role may carry. The rank rules (no one acts on or grants a rank at or above
+# their own) apply on top of these.
+CAPABILITIES: frozenset[str] = frozenset(
+    {
+        "view_any_stats",
+        "ban_users",
+        "generate_keys",
+        "manage_users",
+        "manage_keys",
+        "manage_products",
+        "manage_loader",
+        "manage_roles",
+        "delete_users",
+        "set_passwords",
+    }
+)
+
+
+@dataclass(frozen=True)
+class RoleSpec:
+    key: str
+    name: str
+    rank: int
+    invite_quota: int | None
+    discord_role_id: int | None = None
+    staff: bool = False
+    permissions: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class JournalSpec:
+    channel_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    roles: tuple[RoleSpec, ...]
+    default_role: str
+    admin_role: str
+    invite_expiry_days: int = 7
+    link_code_ttl_minutes: int = 15
+    registration_ip_window_hours: int = 24
+    key_prefix: str = "ZSPB"
+    key_batch_max: int = 100_000
+    journals: dict[str, JournalSpec] = field(default_factory=dict)
+
+    def role(self, key: str) -> RoleSpec:
+        for spec in self.roles:
+            if spec.key == key:
+                return spec
+        raise KeyError(key)
+
+
+def _fail(path: Path, where: str, problem: str) -> ImproperlyConfigured:
+    return ImproperlyConfigured(f"{path}: {where}: {problem}")
+
+
+def _opt_int(path: Path, where: str, value: Any, *, minimum: int = 0) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(path, where, f"expected an integer >= {minimum} or null, got {value!r}")
+    return value
+
+
+def _int(path: Path, where: str, value: Any, *, minimum: int = 0) -> int:
+    number = _opt_int(path, where, value, minimum=minimum)
+    if number is None:
+        raise _fail(path, where, "is required")
+    return number
+
+
+def _snowflake(path: Path, where: str, value: Any) -> int | None:
+    # YAML users often quote ids to keep them exact; accept digit strings too.
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    return _opt_int(path, where, value, minimum=1)
+
+
+def _role(path: Path, index: int, raw: Any) -> RoleSpec:
+    where = f"roles[{index}]"
+    if not isinstance(raw, dict):
+        raise _fail(path, where, "each role must be a mapping")
+    unknown = set(raw) - {"key", "name", "rank", "invite_quota", "discord_role_id", "staff",
+                          "permissions"}
+    if unknown:
+        raise _fail(path, where, f"unknown fields {sorted(unknown)}")
+    key = raw.get("key")
+    if not isinstance(key, str) or not key.isidentifier():
+        raise _fail(path, where, f"key must be an identifier, got {key!r}")
+    perms = raw.get("permissions") or []
+    if not isinstance(perms, list) or not set(perms) <= CAPABILITIES:
+        bad = sorted(set(perms) - CAPABILITIES) if isinstance(perms, list) else perms
+        raise _fail(path, f"{where}.permissions", f"unknown permissions {bad}")
+    staff = raw.get("staff", False)
+    if not isinstance(staff, bool):
+        raise _fail(path, f"{where}.staff", "must be true or false")
+    return RoleSpec(
+        key=key,
+        name=str(raw.get("name") or key.title()),
+        rank=_int(path, f"{where}.rank", raw.get("rank"), minimum=1),
+        invite_quota=_opt_int(path, f"{where}.invite_quota", raw.get("invite_quota")),
+        discord_role_id=_snowflake(path, f"{where}.discord_role_id", raw.get("discord_role_id")),
+        staff=staff,
+        permissions=frozenset(perms),
+    )
+
+
+def load_behaviour(path: Path) -> Behaviour:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ImproperlyConfigured(f"{path} not found (set ZSPB_CONFIG or restore it)") from None
+    except yaml.YAMLError as exc:
+        raise ImproperlyConfigured(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise _fail(path, "top level", "must be a mapping")
+
+    raw_roles = data.get("roles")
+    if not isinstance(raw_roles, list) or not raw_roles:
+        raise _fail(path, "roles", "at least one role is required")
+    roles = tuple(_role(path, i, raw) for i, raw in enumerate(raw_roles))
+    for attr in ("key", "rank", "name"):
+        values = [getattr(r, attr) for r in roles]
+        if len(set(values)) != len(values):
+            raise _fail(path, "roles", f"duplicate role {attr}")
+
+    keys = {r.key for r in roles}
+    default_role = data.get("default_role", roles[0].key)
+    admin_role = data.get("admin_role", max(roles, key=lambda r: r.rank).key)
+    for name, value in (("default_role", default_role), ("admin_role", admin_role)):
+        if value not in keys:
+            raise _fail(path, name, f"{value!r} is not one of the roles {sorted(keys)}")
+
+    invites = data.get("invites") or {}
+    link = data.get("discord_link") or {}
+    registration = data.get("registration") or {}
+    keys_cfg = data.get("keys") or {}
+    prefix = keys_cfg.get("prefix", "ZSPB")
+    if not isinstance(prefix, str) or not prefix.isalnum() or not 1 <= len(prefix) <= 8:
+        raise _fail(path, "keys.prefix", "must be 1-8 letters or digits")
+
+    journals: dict[str, JournalSpec] = {}
+    raw_journals = data.get("journals") or {}
+    for name in ("user", "moderation", "error"):
+        entry = raw_journals.get(name) or {}
+        journals[name] = JournalSpec(
+            channel_id=_snowflake(path, f"journals.{name}.channel_id", entry.get("channel_id"))
+        )
+
+    return Behaviour(
+        roles=roles,
+        default_role=default_role,
+        admin_role=admin_role,
+        invite_expiry_days=_int(path, "invites.expiry_days", invites.get("expiry_days", 7),
+                                minimum=1),
+        link_code_ttl_minutes=_int(path, "discord_link.code_ttl_minutes",
+                                   link.get("code_ttl_minutes", 15), minimum=1),
+        registration_ip_window_hours=_int(path, "registration.ip_window_hours",
+                                          registration.get("ip_window_hours", 24)),
+        key_prefix=prefix.upper(),
+        key_batch_max=_int(path, "keys.batch_max", keys_cfg.get("batch_max", 100_000), minimum=1),
+        journals=journals,
+    )

@@ -1,0 +1,229 @@
+"""Django settings. Secrets and connections come from the environment / .env, behaviour from
+config.yaml. See .env.example for every variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
+
+from config.behaviour import load_behaviour
+from config.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_snowflake,
+    env_str,
+    env_url,
+)
+from config.secrets import local_secrets
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+ENV_FILE = Path(os.environ.get("ZSPB_ENV_FILE", BASE_DIR / ".env"))
+ENV_FILE_LOADED = load_dotenv(ENV_FILE, override=False) if ENV_FILE.is_file() else False
+VAR_DIR = Path(env_str("ZSPB_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
+
+# Embedded default: without .env the site runs for a trial or development on generated secrets.
+DEBUG = env_bool("DEBUG", default=not ENV_FILE_LOADED)
+_local = local_secrets(VAR_DIR) if DEBUG else {}
+
+
+def _secret(name: str) -> str:
+    value = env_str(name, None)
+    if value:
+        return value
+    if name in _local:
+        return _local[name]
+    raise ImproperlyConfigured(f"{name} must be set when DEBUG is off (see .env.example)")
+
+
+SECRET_KEY = _secret("SECRET_KEY")
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
+# Keyed digests of codes, keys and IPs. Changing it makes every stored digest unmatchable.
+DIGEST_SECRET = _secret("DIGEST_SECRET")
+# Comma-separated Fernet keys; the first encrypts, all decrypt (rotation).
+FIELD_ENCRYPTION_KEY = env_list("FIELD_ENCRYPTION_KEY") or [_secret("FIELD_ENCRYPTION_KEY")]
+for _key in FIELD_ENCRYPTION_KEY:
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEY must be comma-separated Fernet keys (32 url-safe base64 bytes); "
+            "make one with: python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'"
+        ) from None
+BOT_API_TOKEN = _secret("BOT_API_TOKEN")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SITE_URL = (env_str("SITE_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+# Number of reverse proxies (nginx) in front of gunicorn, for client IP resolution.
+NUM_PROXIES = env_int("NUM_PROXIES", 0 if DEBUG else 1, minimum=0)
+NINJA_NUM_PROXIES = NUM_PROXIES
+
+INSTALLED_APPS = [
+    "unfold",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_q",
+    "core",
+    "staff.apps.StaffConfig",
+    "api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_url("DATABASE_URL", schemes=("postgres", "postgresql", "sqlite"))
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60,
+                                                  conn_health_checks=True)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                             "NAME": str(VAR_DIR / "db.sqlite3")}}
+
+REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": REDIS_URL, "KEY_PREFIX": "zspb"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_USER_MODEL = "core.User"
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+     "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SESSION_COOKIE_HTTPONLY = True
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+MEDIA_URL = "/media/"
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")) or VAR_DIR / "media")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+ZSPB = load_behaviour(Path(env_str("ZSPB_CONFIG", str(BASE_DIR / "config.yaml"))
+                           or BASE_DIR / "config.yaml"))
+
+DISCORD_BOT_TOKEN = env_str("DISCORD_BOT_TOKEN", None)
+DISCORD_GUILD_ID = env_snowflake("DISCORD_GUILD_ID")
+DISCORD_API_BASE = env_url("DISCORD_API_BASE", schemes=("http", "https"),
+                           default="https://discord.com/api/v10")
+DISCORD_ENABLED = bool(DISCORD_BOT_TOKEN and DISCORD_GUILD_ID)
+WEBHOOK_URLS = {
+    journal: env_url(f"WEBHOOK_{journal.upper()}_URL", schemes=("http", "https"))
+    for journal in ("user", "moderation", "error")
+}
+
+# django-q2: the ORM broker because it keeps a task until it is acknowledged (at-least-once);
+# Redis' broker loses the task of a killed worker. retry must exceed timeout.
+Q_CLUSTER = {
+    "name": "zspb",
+    "orm": "default",
+    "workers": env_int("Q_WORKERS", 2, minimum=1),
+    "timeout": 60,
+    "retry": 90,
+    "max_attempts": 5,
+    "catch_up": False,
+    "ack_failures": True,
+    "save_limit": 1000,
+    "poll": 1,
+    "label": "Task queue",
+}
+QUEUE_WARN_THRESHOLD = env_int("QUEUE_WARN_THRESHOLD", 500, minimum=1)
+
+LOG_DIR = env_str("LOG_DIR", None)
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+_journal_handlers: dict[str, dict[str, object]] = {}
+if LOG_DIR:
+    Path(LOG_DIR).mkdir(parents=True, exist_ok=True)
+    for _journal in ("user", "moderation", "error"):
+        _journal_handlers[f"journal_{_journal}"] = {
+            "class": "logging.handlers.WatchedFileHandler",
+            "filename": str(Path(LOG_DIR) / f"{_journal}.log"),
+            "formatter": "plain",
+        }
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"},
+                 **_journal_handlers},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        f"zspb.journal.{journal}": {
+            "handlers": [f"journal_{journal}"] if LOG_DIR else [],
+            "level": "INFO",
+            "propagate": not LOG_DIR,
+        }
+        for journal in ("user", "moderation", "error")
+    },
+}
+
+UNFOLD = {
+    "SITE_TITLE": "ZalypaSPB staff",
+    "SITE_HEADER": "ZalypaSPB",
+    "SHOW_LANGUAGES": True,
+}
