@@ -1,0 +1,128 @@
+"""The one error hierarchy. Each interface maps it once: the API to its JSON error shape
+(`code`, `message`, `details`), the admin to a message, the bot to an ephemeral reply.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ZspbError(Exception):
+    code: ClassVar[str] = "error"
+    http_status: ClassVar[int] = 400
+    default_message: ClassVar[str] = "The request could not be completed."
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.default_message
+        self.details = details
+        super().__init__(self.message)
+
+
+class InvalidInput(ZspbError):
+    code = "invalid_input"
+    http_status = 422
+    default_message = "Some fields are invalid."
+
+
+class NotAuthenticated(ZspbError):
+    code = "not_authenticated"
+    http_status = 401
+    default_message = "Log in first."
+
+
+class PermissionDenied(ZspbError):
+    code = "forbidden"
+    http_status = 403
+    default_message = "You do not have permission to do that."
+
+
+class RankViolation(PermissionDenied):
+    code = "rank_violation"
+    default_message = "You can only act on users and roles ranked below your own."
+
+
+class UserBanned(PermissionDenied):
+    code = "user_banned"
+    default_message = "This account is banned."
+
+
+class NotFound(ZspbError):
+    code = "not_found"
+    http_status = 404
+    default_message = "Not found."
+
+
+class Conflict(ZspbError):
+    code = "conflict"
+    http_status = 409
+    default_message = "The request conflicts with the current state."
+
+
+class RateLimited(ZspbError):
+    code = "rate_limited"
+    http_status = 429
+    default_message = "Too many attempts; try again later."
+
+
+# Invites
+class InviteQuotaExceeded(Conflict):
+    code = "invite_quota_exceeded"
+    default_message = "You have used all your invites for this month."
+
+
+class InvitingDisabled(PermissionDenied):
+    code = "inviting_disabled"
+    default_message = "Inviting has been disabled for your account."
+
+
+class InviteInvalid(ZspbError):
+    code = "invite_invalid"
+    default_message = "This invite code is not valid, already used, revoked or expired."
+
+
+class InviteNotRevocable(Conflict):
+    code = "invite_not_revocable"
+    default_message = "Only an unused invite can be revoked."
+
+
+class RegistrationLimited(Conflict):
+    code = "registration_limited"
+    default_message = "An account was already registered from this network recently."
+
+
+# Keys
+class KeyInvalid(NotFound):
+    code = "key_invalid"
+    default_message = "This key does not exist."
+
+
+class KeyUnavailable(Conflict):
+    code = "key_unavailable"
+    default_message = "This key has already been redeemed, revoked or has expired."
+
+
+# Discord linking
+class LinkCodeInvalid(ZspbError):
+    code = "link_code_invalid"
+    default_message = "This code is not valid, already used or expired. Run /code again."
+
+
+class DiscordAlreadyLinked(Conflict):
+    code = "discord_already_linked"
+    default_message = "This Discord account is already linked to another site account."
+
+
+class AccountAlreadyLinked(Conflict):
+    code = "account_already_linked"
+    default_message = "Your account is already linked to a Discord account; unlink it first."
+
+
+# Bans
+class AlreadyBanned(Conflict):
+    code = "already_banned"
+    default_message = "This user is already banned."
+
+
+class NotBanned(Conflict):
+    code = "not_banned"
+    default_message = "This user is not banned."

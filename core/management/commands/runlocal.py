@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from core.checks import discord_notice
+
+
+class Command(BaseCommand):
+    help = "Serve the site on 127.0.0.1:PORT and run the django-q2 worker; Ctrl-C stops both."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        notice = discord_notice()
+        if notice:
+            self.stdout.write(self.style.WARNING(notice))
+        manage = [sys.executable, "manage.py"]
+        children = [
+            subprocess.Popen([*manage, "qcluster"]),
+            subprocess.Popen([*manage, "runserver", "--noreload",
+                              f"127.0.0.1:{options['port']}"]),
+        ]
+        try:
+            while all(child.poll() is None for child in children):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGINT)
+            for child in children:
+                try:
+                    child.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        self.stdout.write("stopped")

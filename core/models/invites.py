@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from encrypted_model_fields.fields import EncryptedCharField
+
+
+class Invite(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        USED = "used", "Used"
+        REVOKED = "revoked", "Revoked"
+
+    code_digest = models.CharField(max_length=64, unique=True)
+    code = EncryptedCharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="invites_created"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    used_by = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invite_used",
+    )
+    used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["created_by", "created_at"], name="invite_creator_month_idx"),
+            models.Index(fields=["status", "expires_at"], name="invite_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status="used", used_at__isnull=False)
+                | ~models.Q(status="used"),
+                name="invite_used_has_time",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(expires_at__gt=models.F("created_at")),
+                name="invite_expires_after_creation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Invite #{self.pk} by {self.created_by_id}"
+
+    def is_usable(self, at: object = None) -> bool:
+        now = at or timezone.now()
+        return self.status == self.Status.ACTIVE and self.expires_at > now  # type: ignore[operator]

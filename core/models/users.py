@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.utils.crypto import salted_hmac
+from encrypted_model_fields.fields import EncryptedCharField
+
+# Superusers created from the shell outrank every role.
+SUPERUSER_RANK = 1_000_000
+
+
+class User(AbstractUser):
+    role = models.ForeignKey(
+        "core.Role", null=True, blank=True, on_delete=models.PROTECT, related_name="members"
+    )
+    invited_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="invitees"
+    )
+    discord_id = models.BigIntegerField(null=True, blank=True, unique=True)
+    discord_username = models.CharField(max_length=64, blank=True)
+    discord_linked_at = models.DateTimeField(null=True, blank=True)
+    registration_ip_digest = models.CharField(max_length=64, blank=True, db_index=True)
+    registration_ip = EncryptedCharField(max_length=64, blank=True)
+    can_invite = models.BooleanField(default=True)
+    # Bumped to invalidate every session of the user at once (ban, password reset, "end
+    # sessions"): it is mixed into the session auth hash that Django checks on each request.
+    session_epoch = models.PositiveIntegerField(default=0)
+
+    class Meta(AbstractUser.Meta):  # type: ignore[name-defined]
+        indexes = [models.Index(fields=["date_joined"], name="user_date_joined_idx")]
+
+    @property
+    def rank(self) -> int:
+        if self.is_superuser:
+            return SUPERUSER_RANK
+        return self.role.rank if self.role_id and self.role else 0
+
+    def has_capability(self, capability: str) -> bool:
+        if not self.is_active:
+            return False
+        if self.is_superuser:
+            return True
+        return bool(self.role and self.role.has_capability(capability))
+
+    def _get_session_auth_hash(self, secret: Any = None) -> str:
+        key_salt = "core.User.session_auth_hash"
+        value = f"{self.password}:{self.session_epoch}"
+        return salted_hmac(key_salt, value, secret=secret, algorithm="sha256").hexdigest()

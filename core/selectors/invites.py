@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from core.models import Invite, User
+
+
+def month_start(at: datetime) -> datetime:
+    """Start of the calendar month containing `at`, in the site's time zone (TIME_ZONE)."""
+    local = timezone.localtime(at)
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def invites_counted_this_month(*, user: User, now: datetime) -> int:
+    """Invites that use up quota: created this month and not revoked (a revoke refunds)."""
+    return (
+        Invite.objects.filter(created_by=user, created_at__gte=month_start(now))
+        .exclude(status=Invite.Status.REVOKED)
+        .count()
+    )
+
+
+def invite_quota(*, user: User) -> int | None:
+    """Monthly quota of the user's role; None means unlimited."""
+    if user.is_superuser:
+        return None
+    if user.role is None:
+        return 0
+    return user.role.invite_quota
+
+
+def invite_quota_left(*, user: User, now: datetime | None = None) -> int | None:
+    quota = invite_quota(user=user)
+    if quota is None:
+        return None
+    used = invites_counted_this_month(user=user, now=now or timezone.now())
+    return max(quota - used, 0)
+
+
+def invites_of_user(*, user: User) -> QuerySet[Invite]:
+    return Invite.objects.filter(created_by=user).select_related("used_by")

@@ -1,0 +1,30 @@
+"""Rank and capability rules shared by every service that acts on someone."""
+
+from __future__ import annotations
+
+from core.errors import PermissionDenied, RankViolation, UserBanned
+from core.models import Role, User
+
+
+def ensure_active(user: User) -> None:
+    if not user.is_active:
+        raise UserBanned()
+
+
+def ensure_capability(actor: User, capability: str) -> None:
+    ensure_active(actor)
+    if not actor.has_capability(capability):
+        raise PermissionDenied()
+
+
+def ensure_outranks(actor: User, target: User) -> None:
+    """Nobody acts on themselves through staff tools or on a user of equal or higher rank."""
+    if actor.pk == target.pk:
+        raise RankViolation("You cannot do this to your own account.")
+    if target.rank >= actor.rank:
+        raise RankViolation()
+
+
+def ensure_can_grant(actor: User, role: Role) -> None:
+    if role.rank >= actor.rank:
+        raise RankViolation("You can only grant roles ranked below your own.")

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.crypto import ALPHABET, digest, normalize_code, random_code
+from core.errors import AccountAlreadyLinked, Conflict, DiscordAlreadyLinked, LinkCodeInvalid
+from core.models import DiscordLinkCode, User
+from core.services.access import ensure_active
+from core.services.logs import Category, log_event
+
+LINK_CODE_GROUPS = 2
+LINK_CODE_GROUP_LEN = 4  # XXXX-XXXX: 40 bits, short-lived, single use and throttled
+
+
+def _code_digest(body: str) -> str:
+    return digest(body, purpose="link")
+
+
+def link_code_create(
+    *, discord_id: int, discord_username: str = "", now: datetime | None = None
+) -> str:
+    """Issue a one-time code for a Discord account; any earlier pending code is voided.
+
+    Only the digest is stored; the returned code is shown once to its owner.
+    """
+    now = now or timezone.now()
+    holder = User.objects.filter(discord_id=discord_id).only("username").first()
+    if holder is not None:
+        raise DiscordAlreadyLinked(
+            f"This Discord account is already linked to {holder.username}."
+        )
+    code = random_code(LINK_CODE_GROUPS, LINK_CODE_GROUP_LEN)
+    try:
+        with transaction.atomic():
+            DiscordLinkCode.objects.filter(
+                discord_id=discord_id, status=DiscordLinkCode.Status.PENDING
+            ).update(status=DiscordLinkCode.Status.VOID)
+            DiscordLinkCode.objects.create(
+                discord_id=discord_id,
+                discord_username=discord_username[:64],
+                code_digest=_code_digest(code.replace("-", "")),
+                created_at=now,
+                expires_at=now + timedelta(minutes=settings.ZSPB.link_code_ttl_minutes),
+            )
+    except IntegrityError:
+        # Two /code commands raced; the other one's code stands.
+        raise Conflict("Another code was just issued; run /code again.") from None
+    return code
+
+
+def link_code_consume(*, user: User, code: str, ip: str | None = None) -> User:
+    """Link the user's account to the Discord account that requested the code."""
+    body = normalize_code(code)
+    if len(body) != LINK_CODE_GROUPS * LINK_CODE_GROUP_LEN or any(
+        ch not in ALPHABET for ch in body
+    ):
+        raise LinkCodeInvalid()
+    now = timezone.now()
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        ensure_active(locked)
+        claimed = DiscordLinkCode.objects.filter(
+            code_digest=_code_digest(body),
+            status=DiscordLinkCode.Status.PENDING,
+            expires_at__gt=now,
+        ).update(status=DiscordLinkCode.Status.USED, used_by=locked, used_at=now)
+        if claimed != 1:
+            raise LinkCodeInvalid()
+        link = DiscordLinkCode.objects.get(code_digest=_code_digest(body))
+        if locked.discord_id is not None and locked.discord_id != link.discord_id:
+            raise AccountAlreadyLinked()
+        if User.objects.filter(discord_id=link.discord_id).exclude(pk=locked.pk).exists():
+            raise DiscordAlreadyLinked()
+        locked.discord_id = link.discord_id
+        locked.discord_username = link.discord_username
+        locked.discord_linked_at = now
+        try:
+            with transaction.atomic():
+                locked.save(update_fields=["discord_id", "discord_username", "discord_linked_at"])
+        except IntegrityError:
+            raise DiscordAlreadyLinked() from None
+        log_event(category=Category.USER, action="discord.link", actor=locked,
+                  data={"discord_id": str(link.discord_id)}, ip=ip)
+    return locked
