@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from core.crypto import ALPHABET
+from core.errors import InvalidInput, KeyInvalid, KeyUnavailable, PermissionDenied, UserBanned
+from core.models import LicenseKey, LogEntry, Subscription
+from core.services.bans import ban_create
+from core.services.keys import key_lookup_digest, key_redeem, keys_generate
+
+KEY_RE = re.compile(r"^ZSPB(-[0-9A-HJKMNP-TV-Z]{5}){4}$")
+
+
+def _generate(actor, product, count=1, duration=timedelta(days=30), **kw):
+    return keys_generate(actor=actor, product=product, duration=duration, count=count, **kw)
+
+
+@pytest.mark.django_db
+class TestGenerate:
+    def test_codes_are_typeable_and_carry_100_bits(self, moderator, product):
+        batch = _generate(moderator, product, count=50)
+        assert len(batch.codes) == 50
+        for code in batch.codes:
+            assert KEY_RE.match(code), code
+        body_chars = len(batch.codes[0].replace("-", "")) - len("ZSPB")
+        assert body_chars * math.log2(len(ALPHABET)) >= 100
+
+    def test_characters_are_uniform(self, moderator, product):
+        codes = _generate(moderator, product, count=4000).codes
+        counts = Counter("".join(c[5:].replace("-", "") for c in codes))
+        expected = 4000 * 20 / len(ALPHABET)
+        assert set(counts) == set(ALPHABET)
+        chi2 = sum((n - expected) ** 2 / expected for n in counts.values())
+        # 31 degrees of freedom: p < 1e-6 above ~80; a biased generator lands far beyond it.
+        assert chi2 < 80
+
+    @pytest.mark.slow
+    def test_hundred_thousand_unique_in_one_call(self, moderator, product):
+        batch = _generate(moderator, product, count=100_000)
+        assert len(set(batch.codes)) == 100_000
+        assert LicenseKey.objects.filter(batch=batch.batch).count() == 100_000
+        assert LicenseKey.objects.values("code_digest").distinct().count() == 100_000
+
+    def test_lookup_by_digest_and_no_plaintext_stored(self, moderator, product):
+        batch = _generate(moderator, product, count=5, note="stream giveaway")
+        for code in batch.codes:
+            key = LicenseKey.objects.get(code_digest=key_lookup_digest(code))
+            assert key.code == code  # decrypted for staff
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM core_licensekey")
+            raw_rows = " ".join(str(row) for row in cursor.fetchall())
+        for code in batch.codes:
+            assert code not in raw_rows
+            assert code.replace("-", "")[4:] not in raw_rows
+
+    def test_lookup_tolerates_typing(self, moderator, product):
+        code = _generate(moderator, product).codes[0]
+        sloppy = code.lower().replace("-", " ").replace("0", "o").replace("1", "l")
+        assert key_lookup_digest(sloppy) == key_lookup_digest(code)
+        assert key_lookup_digest(code[5:]) == key_lookup_digest(code)  # prefix optional
+        assert key_lookup_digest("ZSPB-SHORT") is None
+
+    def test_free_keys_keep_their_duration_and_journal(self, moderator, product):
+        batch = _generate(moderator, product, count=3, duration=timedelta(days=7), note="n")
+        keys = LicenseKey.objects.filter(batch=batch.batch)
+        assert {k.status for k in keys} == {LicenseKey.Status.FREE}
+        assert {k.duration for k in keys} == {timedelta(days=7)}
+        entry = LogEntry.objects.get(action="keys.generate")
+        assert entry.actor == moderator and entry.data["count"] == 3
+
+    def test_rights(self, member, support, admin, product):
+        for actor in (member, support):
+            with pytest.raises(PermissionDenied):
+                _generate(actor, product)
+        assert len(_generate(admin, product).codes) == 1
+
+    @pytest.mark.parametrize(
+        ("count", "duration"),
+        [(0, timedelta(days=1)), (100_001, timedelta(days=1)), (1, timedelta(0)),
+         (1, timedelta(days=4000))],
+    )
+    def test_bad_input(self, moderator, product, count, duration):
+        with pytest.raises(InvalidInput):
+            _generate(moderator, product, count=count, duration=duration)
+        assert not LicenseKey.objects.exists()
+
+
+@pytest.mark.django_db
+class TestRedeem:
+    def test_clock_starts_at_redeem(self, moderator, member, product):
+        code = _generate(moderator, product, duration=timedelta(days=30)).codes[0]
+        before = timezone.now()
+        sub = key_redeem(user=member, code=code)
+        assert before + timedelta(days=30) <= sub.expires_at <= timezone.now() + timedelta(days=30)
+        key = LicenseKey.objects.get()
+        assert key.status == LicenseKey.Status.REDEEMED and key.redeemed_by == member
+
+    def test_extends_active_subscription(self, moderator, member, product):
+        first, second = _generate(moderator, product, count=2, duration=timedelta(days=10)).codes
+        sub = key_redeem(user=member, code=first)
+        end = sub.expires_at
+        sub = key_redeem(user=member, code=second)
+        assert sub.expires_at == end + timedelta(days=10)
+        assert Subscription.objects.count() == 1
+
+    def test_restarts_expired_subscription_from_now(self, moderator, member, product):
+        code = _generate(moderator, product, duration=timedelta(days=10)).codes[0]
+        Subscription.objects.create(user=member, product=product,
+                                    expires_at=timezone.now() - timedelta(days=100))
+        sub = key_redeem(user=member, code=code)
+        assert sub.expires_at > timezone.now() + timedelta(days=9)
+
+    def test_exactly_once(self, moderator, member, support, product):
+        code = _generate(moderator, product).codes[0]
+        key_redeem(user=member, code=code)
+        with pytest.raises(KeyUnavailable):
+            key_redeem(user=member, code=code)
+        with pytest.raises(KeyUnavailable):
+            key_redeem(user=support, code=code)
+
+    def test_unknown_and_malformed(self, member):
+        with pytest.raises(KeyInvalid):
+            key_redeem(user=member, code="ZSPB-AAAAA-AAAAA-AAAAA-AAAAA")
+        with pytest.raises(KeyInvalid):
+            key_redeem(user=member, code="' OR 1=1 --")
+
+    def test_redeem_by_passed(self, moderator, member, product):
+        code = _generate(moderator, product,
+                         redeem_by=timezone.now() + timedelta(seconds=1)).codes[0]
+        LicenseKey.objects.update(redeem_by=timezone.now() - timedelta(seconds=1))
+        with pytest.raises(KeyUnavailable):
+            key_redeem(user=member, code=code)
+
+    def test_revoked(self, moderator, member, product):
+        code = _generate(moderator, product).codes[0]
+        LicenseKey.objects.update(status=LicenseKey.Status.REVOKED)
+        with pytest.raises(KeyUnavailable):
+            key_redeem(user=member, code=code)
+
+    def test_banned_user_cannot_redeem(self, moderator, member, product):
+        code = _generate(moderator, product).codes[0]
+        ban_create(actor=moderator, user=member, reason="spam")
+        with pytest.raises(UserBanned):
+            key_redeem(user=member, code=code)
+        assert LicenseKey.objects.get().status == LicenseKey.Status.FREE
