@@ -151,8 +151,10 @@ def load_behaviour(path: Path) -> Behaviour:
     registration = data.get("registration") or {}
     keys_cfg = data.get("keys") or {}
     prefix = keys_cfg.get("prefix", "ZSPB")
-    if not isinstance(prefix, str) or not prefix.isalnum() or not 1 <= len(prefix) <= 8:
-        raise _fail(path, "keys.prefix", "must be 1-8 letters or digits")
+    if not isinstance(prefix, str) or not (prefix.isascii() and prefix.isalnum()) or not (
+        1 <= len(prefix) <= 8
+    ):
+        raise _fail(path, "keys.prefix", "must be 1-8 ASCII letters or digits")
 
     journals: dict[str, JournalSpec] = {}
     raw_journals = data.get("journals") or {}

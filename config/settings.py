@@ -61,7 +61,10 @@ BOT_API_TOKEN = _secret("BOT_API_TOKEN")
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
-SITE_URL = (env_str("SITE_URL", "http://127.0.0.1:8000") or "").rstrip("/")
+# Public address used in links the site prints or sends (invite links, download links).
+SITE_URL = (
+    env_str("SITE_URL", f"http://127.0.0.1:{env_int('PORT', 8000, minimum=1)}") or ""
+).rstrip("/")
 # Number of reverse proxies (nginx) in front of gunicorn, for client IP resolution.
 NUM_PROXIES = env_int("NUM_PROXIES", 0 if DEBUG else 1, minimum=0)
 NINJA_NUM_PROXIES = NUM_PROXIES
@@ -195,7 +198,10 @@ Q_CLUSTER = {
 QUEUE_WARN_THRESHOLD = env_int("QUEUE_WARN_THRESHOLD", 500, minimum=1)
 
 LOG_DIR = env_str("LOG_DIR", None)
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_LEVEL = (env_str("LOG_LEVEL", "INFO") or "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, "
+                               f"got {LOG_LEVEL!r}")
 _journal_handlers: dict[str, dict[str, object]] = {}
 if LOG_DIR:
     Path(LOG_DIR).mkdir(parents=True, exist_ok=True)

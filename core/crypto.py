@@ -30,12 +30,18 @@ def random_code(groups: int, group_len: int = 5) -> str:
     return "-".join("".join(chars[i : i + group_len]) for i in range(0, len(chars), group_len))
 
 
-def normalize_code(raw: str, *, prefix: str = "") -> str:
-    """Canonical form of a typed code: upper case, no separators, confusable letters mapped.
+def normalize_code(raw: str, *, body_len: int, prefix: str = "") -> str | None:
+    """Canonical random part of a typed code, or None when it cannot be one.
 
-    The prefix is optional on input so users may paste just the random part.
+    Upper case, separators dropped, confusable letters mapped. The prefix is optional on input;
+    it is only stripped when what remains has the body's length, so a random part that happens
+    to begin with the prefix letters is not mangled.
     """
-    cleaned = "".join(ch for ch in raw.upper() if ch.isalnum())
-    if prefix and cleaned.startswith(prefix.upper()):
+    cleaned = "".join(ch for ch in raw.upper() if ch.isascii() and ch.isalnum())
+    prefix = prefix.upper()
+    if prefix and len(cleaned) == len(prefix) + body_len and cleaned.startswith(prefix):
         cleaned = cleaned[len(prefix) :]
-    return cleaned.translate(_CONFUSABLE)
+    body = cleaned.translate(_CONFUSABLE)
+    if len(body) != body_len or any(ch not in ALPHABET for ch in body):
+        return None
+    return body

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core.crypto import ALPHABET, digest, normalize_code, random_code
+from core.crypto import digest, normalize_code, random_code
 from core.errors import AccountAlreadyLinked, Conflict, DiscordAlreadyLinked, LinkCodeInvalid
 from core.models import DiscordLinkCode, User
 from core.services.access import ensure_active
@@ -54,10 +54,8 @@ def link_code_create(
 
 def link_code_consume(*, user: User, code: str, ip: str | None = None) -> User:
     """Link the user's account to the Discord account that requested the code."""
-    body = normalize_code(code)
-    if len(body) != LINK_CODE_GROUPS * LINK_CODE_GROUP_LEN or any(
-        ch not in ALPHABET for ch in body
-    ):
+    body = normalize_code(code, body_len=LINK_CODE_GROUPS * LINK_CODE_GROUP_LEN)
+    if body is None:
         raise LinkCodeInvalid()
     now = timezone.now()
     with transaction.atomic():

@@ -15,6 +15,7 @@ from core.services.logs import Category, log_event
 
 INVITE_PREFIX = "INV"
 INVITE_GROUPS = 4  # 20 characters of base32: 100 random bits
+INVITE_BODY_LEN = INVITE_GROUPS * 5
 
 
 def invite_code_digest(normalized: str) -> str:

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.crypto import ALPHABET, digest, normalize_code, random_code
+from core.crypto import digest, normalize_code, random_code
 from core.errors import InvalidInput, KeyInvalid, KeyUnavailable, UserBanned
 from core.models import LicenseKey, Product, Subscription, User
 from core.services.access import ensure_capability
@@ -94,10 +94,8 @@ def keys_generate(
 
 def key_lookup_digest(code: str) -> str | None:
     """Digest of a typed key, or None when it cannot be a key at all (no query needed)."""
-    body = normalize_code(code, prefix=settings.ZSPB.key_prefix)
-    if len(body) != KEY_BODY_LEN or any(ch not in ALPHABET for ch in body):
-        return None
-    return key_code_digest(body)
+    body = normalize_code(code, body_len=KEY_BODY_LEN, prefix=settings.ZSPB.key_prefix)
+    return key_code_digest(body) if body else None
 
 
 def key_redeem(*, user: User, code: str, ip: str | None = None) -> Subscription:

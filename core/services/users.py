@@ -15,7 +15,7 @@ from core.db import advisory_xact_lock
 from core.errors import Conflict, InvalidInput, InviteInvalid, RegistrationLimited
 from core.models import Invite, Role, User
 from core.services.access import ensure_can_grant, ensure_capability, ensure_outranks
-from core.services.invites import INVITE_PREFIX, invite_code_digest
+from core.services.invites import INVITE_BODY_LEN, INVITE_PREFIX, invite_code_digest
 from core.services.logs import Category, log_event
 
 USERNAME_MAX = 32
@@ -54,17 +54,19 @@ def user_register(
         validate_password(password, user=candidate)
     except ValidationError as exc:
         raise InvalidInput("Password is too weak.", fields={"password": exc.messages}) from None
-    body = normalize_code(invite_code, prefix=INVITE_PREFIX)
+    body = normalize_code(invite_code, body_len=INVITE_BODY_LEN, prefix=INVITE_PREFIX)
     ip_digest = digest(ip, purpose="ip")
     window_hours = settings.ZSPB.registration_ip_window_hours
 
     with transaction.atomic():
-        invite = (
-            Invite.objects.select_for_update(of=("self",))
-            .select_related("created_by")
-            .filter(code_digest=invite_code_digest(body))
-            .first()
-        )
+        invite = None
+        if body is not None:
+            invite = (
+                Invite.objects.select_for_update(of=("self",))
+                .select_related("created_by")
+                .filter(code_digest=invite_code_digest(body))
+                .first()
+            )
         if invite is None or not invite.is_usable(now) or not invite.created_by.is_active:
             raise InviteInvalid()
         if window_hours:
@@ -137,6 +139,11 @@ def admin_bootstrap(*, username: str, password: str | None) -> tuple[User, str |
     existing = User.objects.filter(role=admin_role).order_by("pk").first()
     if existing is not None:
         return existing, None
+    if User.objects.filter(username__iexact=username).exists():
+        raise Conflict(
+            f"A user named {username!r} exists without the {admin_role.name} role; "
+            "set ZSPB_ADMIN_USERNAME to another name."
+        )
     generated = None
     if not password:
         generated = password = secrets.token_urlsafe(12)

@@ -6,6 +6,7 @@ repeated 20 times. SQLite ignores row locks, so these tests only run on PostgreS
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -125,3 +126,29 @@ def test_one_link_code_one_link(roles):
         assert len(ok) == 1, errors
         assert all(isinstance(e, LinkCodeInvalid) for e in errors), errors
         assert User.objects.filter(discord_id=discord_id).count() == 1
+
+
+def test_harness_catches_a_naive_check_then_set(roles, moderator, product):
+    """Control: the same barrier lets a read-then-write redeem succeed many times.
+
+    If this ever stops failing the naive way, the race tests above prove nothing.
+    """
+    from django.utils import timezone
+
+    users = [UserFactory.create(role=roles["user"]) for _ in range(THREADS)]
+    keys_generate(actor=moderator, product=product, duration=timedelta(days=1), count=1)
+    key_id = LicenseKey.objects.get().pk
+
+    def naive_redeem(i: int) -> int:
+        key = LicenseKey.objects.get(pk=key_id)
+        if key.status != LicenseKey.Status.FREE:
+            raise KeyUnavailable()
+        time.sleep(0.05)  # widen the window between the check and the write
+        key.status = LicenseKey.Status.REDEEMED
+        key.redeemed_by = users[i]
+        key.redeemed_at = timezone.now()
+        key.save()
+        return i
+
+    ok, _ = _split(run_concurrently(naive_redeem))
+    assert len(ok) > 1

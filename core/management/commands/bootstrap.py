@@ -4,8 +4,9 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from core.errors import ZspbError
 from core.models import Invite
 from core.services.invites import invite_create
 from core.services.users import admin_bootstrap
@@ -19,9 +20,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         username = os.environ.get("ZSPB_ADMIN_USERNAME", "admin")
-        admin, generated = admin_bootstrap(
-            username=username, password=os.environ.get("ZSPB_ADMIN_PASSWORD")
-        )
+        try:
+            admin, generated = admin_bootstrap(
+                username=username, password=os.environ.get("ZSPB_ADMIN_PASSWORD")
+            )
+        except ZspbError as exc:
+            raise CommandError(exc.message) from None
         if generated:
             self.stdout.write(self.style.WARNING(
                 f"First administrator: {admin.username} / {generated}  (shown once; change it)"

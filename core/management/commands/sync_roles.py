@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from core.errors import ZspbError
 from core.services.roles import roles_sync_from_config
 
 
@@ -18,7 +19,12 @@ class Command(BaseCommand):
                             help="reset existing roles to the values in config.yaml")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = roles_sync_from_config(overwrite=options["overwrite"])
+        try:
+            report = roles_sync_from_config(overwrite=options["overwrite"])
+        except ZspbError as exc:
+            raise CommandError(exc.message) from None
+        for key, why in report.skipped.items():
+            self.stderr.write(self.style.WARNING(f"role {key!r} not created: {why}"))
         self.stdout.write(
             f"roles: created {report.created or '-'}, updated {report.updated or '-'}, "
             f"unchanged {report.unchanged or '-'}"

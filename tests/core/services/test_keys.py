@@ -66,6 +66,14 @@ class TestGenerate:
         assert key_lookup_digest(sloppy) == key_lookup_digest(code)
         assert key_lookup_digest(code[5:]) == key_lookup_digest(code)  # prefix optional
         assert key_lookup_digest("ZSPB-SHORT") is None
+        assert key_lookup_digest(code + "X") is None
+
+    def test_random_part_starting_with_prefix_letters(self):
+        from core.services.keys import key_code_digest
+
+        body = "ZSPB0000000000000000"
+        assert key_lookup_digest("ZSPB0-00000-00000-00000") == key_code_digest(body)
+        assert key_lookup_digest("ZSPB-ZSPB0-00000-00000-00000") == key_code_digest(body)
 
     def test_free_keys_keep_their_duration_and_journal(self, moderator, product):
         batch = _generate(moderator, product, count=3, duration=timedelta(days=7), note="n")

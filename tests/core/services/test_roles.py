@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import InvalidInput
 from core.models import Role
 from core.services.roles import roles_sync_from_config
 
@@ -33,3 +34,19 @@ class TestRoleSync:
         roles_sync_from_config(overwrite=True)
         ranks = dict(Role.objects.values_list("key", "rank"))
         assert ranks == {"user": 10, "support": 20, "moderator": 30, "admin": 40}
+
+    def test_missing_role_whose_rank_an_admin_reused_is_skipped(self):
+        roles_sync_from_config()
+        Role.objects.filter(key="support").delete()
+        Role.objects.filter(key="user").update(rank=20)
+        report = roles_sync_from_config()
+        assert "support" in report.skipped
+        assert not Role.objects.filter(key="support").exists()
+
+    def test_overwrite_refuses_rank_held_by_a_database_only_role(self):
+        roles_sync_from_config()
+        Role.objects.filter(key="user").update(rank=5)
+        Role.objects.create(key="vip", name="VIP", rank=10, invite_quota=3)
+        with pytest.raises(InvalidInput, match="vip"):
+            roles_sync_from_config(overwrite=True)
+        assert Role.objects.get(key="user").rank == 5  # nothing half-applied
