@@ -26,8 +26,18 @@ def digest(value: str, *, purpose: str) -> str:
 
 
 def random_code(groups: int, group_len: int = 5) -> str:
-    chars = [secrets.choice(ALPHABET) for _ in range(groups * group_len)]
-    return "-".join("".join(chars[i : i + group_len]) for i in range(0, len(chars), group_len))
+    """`groups` groups of base32 characters, each carrying 5 bits from the OS's CSPRNG.
+
+    One randbits call per code instead of one secrets.choice per character: bulk generation
+    of 100,000 keys spends most of its Python time here.
+    """
+    length = groups * group_len
+    value = secrets.randbits(length * BITS_PER_CHAR)
+    chars = []
+    for _ in range(length):
+        chars.append(ALPHABET[value & 31])
+        value >>= BITS_PER_CHAR
+    return "-".join("".join(chars[i : i + group_len]) for i in range(0, length, group_len))
 
 
 def normalize_code(raw: str, *, body_len: int, prefix: str = "") -> str | None:
