@@ -49,6 +49,8 @@ def link_code_create(
     except IntegrityError:
         # Two /code commands raced; the other one's code stands.
         raise Conflict("Another code was just issued; run /code again.") from None
+    log_event(category=Category.USER, action="discord.code_issued",
+              data={"discord_id": str(discord_id), "discord_username": discord_username[:64]})
     return code
 
 
