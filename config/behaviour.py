@@ -46,6 +46,42 @@ class JournalSpec:
     channel_id: int | None = None
 
 
+# Throttle scopes and their defaults: "N/period", period = s, m, h or d with an optional
+# multiplier ("5/10m" is five per ten minutes). Per IP and per account or Discord id.
+DEFAULT_RATE_LIMITS: dict[str, str] = {
+    "login_ip": "30/10m",
+    "register_ip": "10/h",
+    "redeem_ip": "30/m",
+    "redeem_account": "10/m",
+    "link_ip": "30/m",
+    "link_account": "10/10m",
+    "license_ip": "120/m",
+    "license_subject": "30/m",
+    "bot_discord": "30/m",
+    "bot_code_discord": "5/m",
+    "bot_redeem_discord": "10/m",
+}
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class Rate:
+    count: int
+    seconds: int
+
+
+def parse_rate(text: str) -> Rate:
+    count, _, period = text.partition("/")
+    unit = period[-1:] if period else ""
+    multiplier = period[:-1] or "1"
+    if not count.isdigit() or unit not in _PERIODS or not multiplier.isdigit():
+        raise ValueError(text)
+    rate = Rate(count=int(count), seconds=int(multiplier) * _PERIODS[unit])
+    if rate.count < 1 or rate.seconds < 1:
+        raise ValueError(text)
+    return rate
+
+
 @dataclass(frozen=True)
 class Behaviour:
     roles: tuple[RoleSpec, ...]
@@ -57,6 +93,9 @@ class Behaviour:
     key_prefix: str = "ZSPB"
     key_batch_max: int = 100_000
     journals: dict[str, JournalSpec] = field(default_factory=dict)
+    rate_limits: dict[str, Rate] = field(
+        default_factory=lambda: {k: parse_rate(v) for k, v in DEFAULT_RATE_LIMITS.items()}
+    )
 
     def role(self, key: str) -> RoleSpec:
         for spec in self.roles:
@@ -164,6 +203,21 @@ def load_behaviour(path: Path) -> Behaviour:
             channel_id=_snowflake(path, f"journals.{name}.channel_id", entry.get("channel_id"))
         )
 
+    raw_limits = data.get("rate_limits") or {}
+    if not isinstance(raw_limits, dict):
+        raise _fail(path, "rate_limits", "must be a mapping of scope: N/period")
+    unknown_scopes = set(raw_limits) - set(DEFAULT_RATE_LIMITS)
+    if unknown_scopes:
+        raise _fail(path, "rate_limits", f"unknown scopes {sorted(unknown_scopes)}")
+    rate_limits: dict[str, Rate] = {}
+    for scope, default in DEFAULT_RATE_LIMITS.items():
+        text = raw_limits.get(scope, default)
+        try:
+            rate_limits[scope] = parse_rate(str(text))
+        except ValueError:
+            raise _fail(path, f"rate_limits.{scope}",
+                        f"expected N/period such as 10/m or 5/10m, got {text!r}") from None
+
     return Behaviour(
         roles=roles,
         default_role=default_role,
@@ -177,4 +231,5 @@ def load_behaviour(path: Path) -> Behaviour:
         key_prefix=prefix.upper(),
         key_batch_max=_int(path, "keys.batch_max", keys_cfg.get("batch_max", 100_000), minimum=1),
         journals=journals,
+        rate_limits=rate_limits,
     )

@@ -5,6 +5,7 @@ config.yaml. See .env.example for every variable.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -58,6 +59,18 @@ for _key in FIELD_ENCRYPTION_KEY:
             "print(Fernet.generate_key().decode())'"
         ) from None
 BOT_API_TOKEN = _secret("BOT_API_TOKEN")
+if len(BOT_API_TOKEN) < 32:
+    raise ImproperlyConfigured("BOT_API_TOKEN must be at least 32 characters")
+# Ed25519 seed (64 hex characters) that signs licence answers for the loader.
+LICENSE_SIGNING_KEY = _secret("LICENSE_SIGNING_KEY")
+try:
+    if len(bytes.fromhex(LICENSE_SIGNING_KEY)) != 32:
+        raise ValueError
+except ValueError:
+    raise ImproperlyConfigured(
+        "LICENSE_SIGNING_KEY must be 64 hex characters (python -c 'import secrets; "
+        "print(secrets.token_hex(32))')"
+    ) from None
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -68,6 +81,12 @@ SITE_URL = (
 # Number of reverse proxies (nginx) in front of gunicorn, for client IP resolution.
 NUM_PROXIES = env_int("NUM_PROXIES", 0 if DEBUG else 1, minimum=0)
 NINJA_NUM_PROXIES = NUM_PROXIES
+NINJA_PAGINATION_MAX_LIMIT = 100
+NINJA_PAGINATION_PER_PAGE = 25
+# Signed loader download links stay valid this long.
+LOADER_LINK_TTL_SECONDS = env_int("LOADER_LINK_TTL_SECONDS", 300, minimum=10)
+# Licence answers older than this are rejected by the reference client.
+LICENSE_MAX_SKEW_SECONDS = env_int("LICENSE_MAX_SKEW_SECONDS", 300, minimum=10)
 
 INSTALLED_APPS = [
     "unfold",
@@ -79,6 +98,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_q",
+    "axes",
     "core",
     "staff.apps.StaffConfig",
     "api",
@@ -94,6 +114,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -132,7 +154,19 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 AUTH_USER_MODEL = "core.User"
-AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login lock-out: per username *and* IP, so an attacker elsewhere cannot lock a member out.
+# The client IP comes from the one proxy-aware resolver (NUM_PROXIES), never a raw header.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "api.net.client_ip"
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+AXES_USERNAME_FORM_FIELD = "username"
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from core.errors import NotFound
+from core.models import Ban, Invite, LicenseKey, Subscription, User
+from core.selectors.invites import invite_quota, invites_counted_this_month
+from core.services.access import ensure_capability
+
+
+@dataclass(frozen=True)
+class SubscriptionView:
+    product: str
+    product_name: str
+    started_at: datetime
+    expires_at: datetime
+    active: bool
+
+
+@dataclass(frozen=True)
+class UserStats:
+    id: int
+    username: str
+    role: str | None
+    date_joined: datetime
+    invited_by: str | None
+    invites_created: int
+    invites_used: int
+    invite_quota: int | None
+    invites_left_this_month: int | None
+    keys_redeemed: int
+    discord_linked: bool
+    discord_username: str
+    banned: bool
+    ban_reason: str | None
+    ban_ends_at: datetime | None
+    subscriptions: list[SubscriptionView]
+
+
+def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
+    """Everything the stats pages show, in a fixed number of queries whatever the data size."""
+    now = now or timezone.now()
+    user = User.objects.select_related("role", "invited_by").filter(pk=user_id).first()
+    if user is None:
+        raise NotFound("User not found.")
+    invites = Invite.objects.filter(created_by=user).aggregate(
+        total=Count("id"), used=Count("id", filter=Q(status=Invite.Status.USED))
+    )
+    redeemed = LicenseKey.objects.filter(redeemed_by=user).count()
+    ban = Ban.objects.filter(user=user, lifted_at__isnull=True).first()
+    subs = [
+        SubscriptionView(product=s.product.slug, product_name=s.product.name,
+                         started_at=s.started_at, expires_at=s.expires_at,
+                         active=s.expires_at > now)
+        for s in Subscription.objects.filter(user=user).select_related("product")
+        .order_by("-expires_at")
+    ]
+    quota = invite_quota(user=user)
+    used_this_month = invites_counted_this_month(user=user, now=now)
+    return UserStats(
+        id=user.pk,
+        username=user.username,
+        role=user.role.name if user.role else None,
+        date_joined=user.date_joined,
+        invited_by=user.invited_by.username if user.invited_by else None,
+        invites_created=invites["total"],
+        invites_used=invites["used"],
+        invite_quota=quota,
+        invites_left_this_month=None if quota is None else max(quota - used_this_month, 0),
+        keys_redeemed=redeemed,
+        discord_linked=user.discord_id is not None,
+        discord_username=user.discord_username,
+        banned=ban is not None and ban.is_active,
+        ban_reason=ban.reason if ban is not None and ban.is_active else None,
+        ban_ends_at=ban.ends_at if ban is not None and ban.is_active else None,
+        subscriptions=subs,
+    )
+
+
+def user_stats_for_viewer(*, viewer: User, user_id: int) -> UserStats:
+    """Own stats for everyone; anyone else's for Support and above."""
+    if viewer.pk != user_id:
+        ensure_capability(viewer, "view_any_stats")
+    return user_stats(user_id=user_id)
