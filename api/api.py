@@ -6,7 +6,18 @@ from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from ninja import NinjaAPI
 
-from api import bot, discord, health, invites, keys, license, loader, session, stats
+from api import (
+    bot,
+    discord,
+    health,
+    invites,
+    keys,
+    license,
+    loader,
+    session,
+    stats,
+    subscriptions,
+)
 from api.errors import install_error_handlers
 
 api = NinjaAPI(
@@ -23,6 +34,7 @@ install_error_handlers(api)
 api.add_router("/auth", session.router)
 api.add_router("/invites", invites.router)
 api.add_router("/keys", keys.router)
+api.add_router("/subscriptions", subscriptions.router)
 api.add_router("/stats", stats.router)
 api.add_router("/discord", discord.router)
 api.add_router("/loader", loader.router)

@@ -1,5 +1,44 @@
 from __future__ import annotations
 
-from ninja import Router
+from django.http import HttpRequest
+from ninja import Router, Schema
 
-router = Router(tags=["discord"])
+from api.auth import current_user, member_auth
+from api.errors import ERRORS
+from api.net import client_ip
+from api.schemas import Code
+from core.services.discord_link import discord_unlink, link_code_consume
+from core.services.ratelimit import rate_limit
+
+router = Router(tags=["discord"], auth=member_auth)
+
+
+class LinkIn(Schema):
+    code: Code
+
+
+class LinkOut(Schema):
+    discord_id: str
+    discord_username: str
+
+
+class OkOut(Schema):
+    ok: bool
+
+
+@router.post("/link", response={200: LinkOut, **ERRORS}, operation_id="discord_link",
+             summary="Link my Discord account with the code from /code")
+def link(request: HttpRequest, body: LinkIn) -> LinkOut:
+    user = current_user(request)
+    ip = client_ip(request)
+    rate_limit(scope="link_ip", ident=ip)
+    rate_limit(scope="link_account", ident=str(user.pk))
+    linked = link_code_consume(user=user, code=body.code, ip=ip)
+    return LinkOut(discord_id=str(linked.discord_id), discord_username=linked.discord_username)
+
+
+@router.delete("/link", response={200: OkOut, **ERRORS}, operation_id="discord_unlink",
+               summary="Unlink my Discord account")
+def unlink(request: HttpRequest) -> OkOut:
+    discord_unlink(user=current_user(request))
+    return OkOut(ok=True)

@@ -1,5 +1,57 @@
 from __future__ import annotations
 
-from ninja import Router
+from datetime import datetime
 
-router = Router(tags=["keys"])
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja import Router, Schema
+
+from api.auth import current_user, member_auth
+from api.errors import ERRORS
+from api.net import client_ip
+from api.schemas import Code
+from core.models import Subscription
+from core.services.keys import key_redeem
+from core.services.ratelimit import rate_limit
+
+router = Router(tags=["keys"], auth=member_auth)
+
+
+class RedeemIn(Schema):
+    key: Code
+
+
+class SubscriptionOut(Schema):
+    product: str
+    product_name: str
+    started_at: datetime
+    expires_at: datetime
+    active: bool
+    # The server's clock, so pages count down without trusting the visitor's clock.
+    now: datetime
+
+    @staticmethod
+    def resolve_product(sub: Subscription) -> str:
+        return sub.product.slug
+
+    @staticmethod
+    def resolve_product_name(sub: Subscription) -> str:
+        return sub.product.name
+
+    @staticmethod
+    def resolve_active(sub: Subscription) -> bool:
+        return sub.expires_at > timezone.now()
+
+    @staticmethod
+    def resolve_now(sub: Subscription) -> datetime:
+        return timezone.now()
+
+
+@router.post("/redeem", response={200: SubscriptionOut, **ERRORS}, operation_id="keys_redeem",
+             summary="Redeem a key: starts or extends that product's subscription")
+def redeem(request: HttpRequest, body: RedeemIn) -> Subscription:
+    user = current_user(request)
+    ip = client_ip(request)
+    rate_limit(scope="redeem_ip", ident=ip)
+    rate_limit(scope="redeem_account", ident=str(user.pk))
+    return key_redeem(user=user, code=body.key, ip=ip)

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -23,3 +25,18 @@ def client_ip(request: HttpRequest) -> str:
     if len(forwarded) < proxies:
         return remote
     return forwarded[-proxies]
+
+
+def lockout_response(request: HttpRequest, original_response: Any, credentials: Any) -> HttpResponse:
+    """django-axes' answer to a locked-out login, in the API's error shape under /api/."""
+    retry_after = int(settings.AXES_COOLOFF_TIME.total_seconds())
+    message = "Too many failed logins from here; try again later."
+    if request.path.startswith("/api/"):
+        response: HttpResponse = JsonResponse(
+            {"code": "login_locked", "message": message, "details": {"retry_after": retry_after}},
+            status=429,
+        )
+    else:
+        response = HttpResponse(f"<h1>{message}</h1>", status=429)
+    response["Retry-After"] = str(retry_after)
+    return response

@@ -167,6 +167,7 @@ AXES_CLIENT_IP_CALLABLE = "api.net.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_USERNAME_FORM_FIELD = "username"
+AXES_LOCKOUT_CALLABLE = "api.net.lockout_response"
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
@@ -253,12 +254,15 @@ LOGGING = {
                  **_journal_handlers},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        "axes": {"level": "WARNING"},
+        **{
         f"zspb.journal.{journal}": {
             "handlers": [f"journal_{journal}"] if LOG_DIR else [],
             "level": "INFO",
             "propagate": not LOG_DIR,
         }
         for journal in ("user", "moderation", "error")
+        },
     },
 }
 

@@ -112,6 +112,11 @@ class DiscordAlreadyLinked(Conflict):
     default_message = "This Discord account is already linked to another site account."
 
 
+class NotLinked(Conflict):
+    code = "not_linked"
+    default_message = "No Discord account is linked; run /code in Discord and enter the code here."
+
+
 class AccountAlreadyLinked(Conflict):
     code = "account_already_linked"
     default_message = "Your account is already linked to a Discord account; unlink it first."
@@ -126,3 +131,26 @@ class AlreadyBanned(Conflict):
 class NotBanned(Conflict):
     code = "not_banned"
     default_message = "This user is not banned."
+
+
+# Sessions
+class InvalidCredentials(ZspbError):
+    code = "invalid_credentials"
+    http_status = 401
+    default_message = "Invalid username or password."
+
+
+class LoginLocked(RateLimited):
+    code = "login_locked"
+    default_message = "Too many failed logins from here; try again later."
+
+
+# Discord bot
+class InvokerNotLinked(PermissionDenied):
+    # Same code as NotLinked (the web unlink's 409) on purpose: both mean "no Discord link";
+    # here it is the bot's invoker who lacks one, which refuses the command.
+    code = "not_linked"
+    default_message = (
+        "Your Discord account is not linked to a site account: run /code here and enter the "
+        "code on the site's Discord page."
+    )

@@ -7,7 +7,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.crypto import digest, normalize_code, random_code
-from core.errors import AccountAlreadyLinked, Conflict, DiscordAlreadyLinked, LinkCodeInvalid
+from core.errors import (
+    AccountAlreadyLinked,
+    Conflict,
+    DiscordAlreadyLinked,
+    LinkCodeInvalid,
+    NotLinked,
+    ZspbError,
+)
 from core.models import DiscordLinkCode, User
 from core.services.access import ensure_active
 from core.services.logs import Category, log_event
@@ -55,7 +62,19 @@ def link_code_create(
 
 
 def link_code_consume(*, user: User, code: str, ip: str | None = None) -> User:
-    """Link the user's account to the Discord account that requested the code."""
+    """Link the user's account to the Discord account that requested the code.
+
+    Refusals are journaled after the transaction rolled back, so the entry survives.
+    """
+    try:
+        return _consume(user=user, code=code, ip=ip)
+    except ZspbError as exc:
+        log_event(category=Category.USER, action="discord.link_failed", actor=user,
+                  data={"reason": exc.code}, ip=ip)
+        raise
+
+
+def _consume(*, user: User, code: str, ip: str | None) -> User:
     body = normalize_code(code, body_len=LINK_CODE_GROUPS * LINK_CODE_GROUP_LEN)
     if body is None:
         raise LinkCodeInvalid()
@@ -86,3 +105,17 @@ def link_code_consume(*, user: User, code: str, ip: str | None = None) -> User:
         log_event(category=Category.USER, action="discord.link", actor=locked,
                   data={"discord_id": str(link.discord_id)}, ip=ip)
     return locked
+
+
+def discord_unlink(*, user: User) -> None:
+    with transaction.atomic():
+        locked = User.objects.select_for_update().get(pk=user.pk)
+        if locked.discord_id is None:
+            raise NotLinked()
+        previous = locked.discord_id
+        locked.discord_id = None
+        locked.discord_username = ""
+        locked.discord_linked_at = None
+        locked.save(update_fields=["discord_id", "discord_username", "discord_linked_at"])
+        log_event(category=Category.USER, action="discord.unlink", actor=locked,
+                  data={"discord_id": str(previous)})

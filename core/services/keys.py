@@ -103,7 +103,17 @@ def key_redeem(*, user: User, code: str, ip: str | None = None) -> Subscription:
 
     Exactly once: the status flip is a conditional UPDATE, so of concurrent attempts only one
     changes a row. The user's row is then locked so extensions of one subscription serialise.
+    Refusals are journaled after the transaction rolled back, so the entry survives.
     """
+    try:
+        return _redeem(user=user, code=code, ip=ip)
+    except (KeyInvalid, KeyUnavailable, UserBanned) as exc:
+        log_event(category=Category.USER, action="key.redeem_failed", actor=user,
+                  data={"reason": exc.code}, ip=ip)
+        raise
+
+
+def _redeem(*, user: User, code: str, ip: str | None) -> Subscription:
     lookup = key_lookup_digest(code)
     if lookup is None:
         raise KeyInvalid()

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -49,6 +50,11 @@ def user_register(
     """
     now = now or timezone.now()
     username = _validate_username(username)
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise InvalidInput("Enter a valid e-mail address.", fields={"email": "invalid"}) from None
     candidate = User(username=username, email=email)
     try:
         validate_password(password, user=candidate)

@@ -1,0 +1,32 @@
+"""Site login. Goes through django.contrib.auth.authenticate(request=...) so django-axes sees
+every attempt (lock-out per username + IP)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import authenticate, login, logout
+from django.http import HttpRequest
+
+from core.errors import InvalidCredentials, LoginLocked
+from core.models import User
+from core.services.logs import Category, log_event
+
+
+def user_login(*, request: HttpRequest, username: str, password: str, ip: str) -> User:
+    user = authenticate(request=request, username=username, password=password)
+    if getattr(request, "axes_locked_out", False):
+        log_event(category=Category.USER, action="user.login_locked",
+                  data={"username": username[:150]}, ip=ip)
+        raise LoginLocked(retry_after=int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    if not isinstance(user, User):
+        log_event(category=Category.USER, action="user.login_failed",
+                  data={"username": username[:150]}, ip=ip)
+        raise InvalidCredentials()
+    login(request, user)
+    log_event(category=Category.USER, action="user.login", actor=user, ip=ip)
+    return user
+
+
+def user_logout(*, request: HttpRequest, user: User) -> None:
+    logout(request)
+    log_event(category=Category.USER, action="user.logout", actor=user)

@@ -1,0 +1,55 @@
+"""An API client that behaves like the site's pages: session cookie plus real CSRF checks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from core.models import User
+
+
+class ApiClient:
+    def __init__(self, user: User | None = None, ip: str = "198.51.100.1") -> None:
+        self.client = Client(enforce_csrf_checks=True, REMOTE_ADDR=ip)
+        if user is not None:
+            self.client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+        self.client.get("/api/auth/csrf")
+
+    @property
+    def csrf(self) -> str:
+        return str(self.client.cookies[settings.CSRF_COOKIE_NAME].value)
+
+    def get(self, path: str, **extra: Any) -> Any:
+        return self.client.get(path, **extra)
+
+    def _send(self, method: str, path: str, body: Any, **extra: Any) -> Any:
+        send = getattr(self.client, method)
+        return send(path, data=json.dumps(body) if body is not None else None,
+                    content_type="application/json", HTTP_X_CSRFTOKEN=self.csrf, **extra)
+
+    def post(self, path: str, body: Any = None, **extra: Any) -> Any:
+        return self._send("post", path, body, **extra)
+
+    def delete(self, path: str, body: Any = None, **extra: Any) -> Any:
+        return self._send("delete", path, body, **extra)
+
+
+@pytest.fixture
+def api_as():
+    def make(user: User | None = None, ip: str = "198.51.100.1") -> ApiClient:
+        return ApiClient(user, ip)
+
+    return make
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.content
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"code", "message", "details"}, body
+    if code is not None:
+        assert body["code"] == code, body
+    return body
