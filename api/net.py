@@ -27,7 +27,9 @@ def client_ip(request: HttpRequest) -> str:
     return forwarded[-proxies]
 
 
-def lockout_response(request: HttpRequest, original_response: Any, credentials: Any) -> HttpResponse:
+def lockout_response(
+    request: HttpRequest, original_response: Any, credentials: Any
+) -> HttpResponse:
     """django-axes' answer to a locked-out login, in the API's error shape under /api/."""
     retry_after = int(settings.AXES_COOLOFF_TIME.total_seconds())
     message = "Too many failed logins from here; try again later."

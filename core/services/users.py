@@ -54,7 +54,8 @@ def user_register(
         try:
             validate_email(email)
         except ValidationError:
-            raise InvalidInput("Enter a valid e-mail address.", fields={"email": "invalid"}) from None
+            raise InvalidInput("Enter a valid e-mail address.",
+                               fields={"email": "invalid"}) from None
     candidate = User(username=username, email=email)
     try:
         validate_password(password, user=candidate)

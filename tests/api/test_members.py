@@ -78,8 +78,8 @@ class TestRedeem:
         assert LogEntry.objects.filter(action="key.redeem_failed").count() == 1
 
     def test_unknown_key_journaled(self, api_as, member):
-        assert_error(api_as(member).post("/api/keys/redeem", {"key": "ZSPB-00000-00000-00000-00000"}),
-                     404, "key_invalid")
+        unknown = {"key": "ZSPB-00000-00000-00000-00000"}
+        assert_error(api_as(member).post("/api/keys/redeem", unknown), 404, "key_invalid")
         entry = LogEntry.objects.get(action="key.redeem_failed")
         assert entry.data == {"reason": "key_invalid"} and entry.actor == member
 
