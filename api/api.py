@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial, wraps
+from typing import Any
+
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
+from ninja.openapi.views import openapi_json
 
 from api import (
     bot,
@@ -20,6 +26,25 @@ from api import (
 )
 from api.errors import install_error_handlers
 
+
+def _docs_guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """In production only staff may browse the docs; the schema itself stays public.
+
+    Decided per request, not at import, so DEBUG changes (and tests) are honoured.
+    """
+    if isinstance(view, partial) and view.func is openapi_json:
+        return view
+    staff_view = staff_member_required(view)
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if settings.DEBUG:
+            return view(request, *args, **kwargs)
+        return staff_view(request, *args, **kwargs)
+
+    return guarded
+
+
 api = NinjaAPI(
     title="ZalypaSPB API",
     version="1",
@@ -27,8 +52,7 @@ api = NinjaAPI(
     urls_namespace="api",
     openapi_url="/openapi.json",
     docs_url="/docs",
-    # In production only staff may browse the docs; the schema itself stays public.
-    docs_decorator=None if settings.DEBUG else staff_member_required,
+    docs_decorator=_docs_guard,
 )
 install_error_handlers(api)
 api.add_router("/auth", session.router)
