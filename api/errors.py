@@ -10,7 +10,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
@@ -85,6 +87,15 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(Http404)
     def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
         return error_response(api, request, 404, "not_found", "Not found.")
+
+    @api.exception_handler(MultiPartParserError)
+    @api.exception_handler(BadRequest)
+    @api.exception_handler(SuspiciousOperation)
+    def _bad_request(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # Malformed bodies (a multipart type without boundary, oversized uploads...) are the
+        # client's fault, not a server error.
+        return error_response(api, request, 400, "bad_request", "The request body is malformed.",
+                              {"error": type(exc).__name__})
 
     @api.exception_handler(Exception)
     def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
