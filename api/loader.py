@@ -1,5 +1,72 @@
+"""The loader for members: latest release, a short-lived signed link, the streamed file."""
+
 from __future__ import annotations
 
-from ninja import Router
+from datetime import datetime
+
+from django.http import FileResponse, HttpRequest
+from django.urls import reverse
+from ninja import Path, Router, Schema
+
+from api.auth import current_user, member_auth
+from api.errors import ERRORS
+from api.net import client_ip
+from core.models import LoaderRelease
+from core.selectors.releases import release_latest_published
+from core.services.releases import release_download_link, release_for_token
 
 router = Router(tags=["loader"])
+
+
+class ReleaseOut(Schema):
+    version: str
+    sha256: str
+    size: int
+    changelog: str
+    created_at: datetime
+
+
+class DownloadLinkOut(Schema):
+    url: str
+    expires_at: datetime
+
+
+_FILE_RESPONSE = {
+    "responses": {
+        200: {
+            "description": "The loader file, as an attachment",
+            "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                "format": "binary"}}},
+        }
+    }
+}
+
+
+@router.get("/latest", auth=member_auth, response={200: ReleaseOut, **ERRORS},
+            operation_id="loader_latest", summary="The latest published loader release")
+def latest(request: HttpRequest) -> LoaderRelease:
+    return release_latest_published()
+
+
+@router.post("/download-link", auth=member_auth, response={200: DownloadLinkOut, **ERRORS},
+             operation_id="loader_download_link",
+             summary="A short-lived signed link to download the latest loader "
+                     "(active subscription required)")
+def download_link(request: HttpRequest) -> DownloadLinkOut:
+    link = release_download_link(user=current_user(request))
+    return DownloadLinkOut(url=reverse("api:loader_download", kwargs={"token": link.token}),
+                           expires_at=link.expires_at)
+
+
+# No session: the signature in the link is the authorisation (a loader or a download manager
+# may fetch it), and the holder is re-checked at download time.
+@router.get("/download/{token}", auth=None, response=ERRORS, url_name="loader_download",
+            operation_id="loader_download", summary="Download the loader through a signed link",
+            openapi_extra=_FILE_RESPONSE)
+def download(request: HttpRequest, token: str = Path(..., min_length=1, max_length=256)
+             ) -> FileResponse:
+    grant = release_for_token(token=token, ip=client_ip(request))
+    response = FileResponse(grant.file, as_attachment=True, filename=grant.filename,
+                            content_type="application/octet-stream")
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -1,0 +1,239 @@
+"""The loader's licence check (signed answers, HWID binding) and the staff HWID reset.
+
+Every refusal produces the same signed answer, `{"valid": false, "nonce", "timestamp"}`, so
+the outside cannot tell an unknown key from a banned owner or a wrong machine; the reason is
+written to the user journal only.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from core.crypto import digest
+from core.errors import InvalidInput, NotFound
+from core.models import LicenseKey, LoaderRelease, Product, Subscription, User
+from core.selectors.licensing import (
+    license_key_by_digest,
+    license_signing_key,
+    subscription_by_slug,
+    subscription_of,
+)
+from core.services.access import ensure_capability, ensure_outranks
+from core.services.keys import key_lookup_digest
+from core.services.logs import Category, log_event
+from core.services.ratelimit import rate_limit
+
+
+@dataclass(frozen=True)
+class LicenseAnswer:
+    payload: str  # base64 of the canonical JSON bytes that were signed
+    signature: str  # base64 of the 64-byte Ed25519 signature
+    valid: bool
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, user: User | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.user = user
+
+
+@dataclass(frozen=True)
+class _Grant:
+    user: User
+    subscription: Subscription
+    hwid_bound: bool
+
+
+def hwid_digest(hwid: str) -> str:
+    return digest(hwid, purpose="hwid")
+
+
+def canonical_json(body: dict[str, Any]) -> bytes:
+    """The exact bytes that are signed: sorted keys, no spaces, ASCII only."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _signed(body: dict[str, Any]) -> LicenseAnswer:
+    # Stamped when signing, after any slow password hash, so the client's skew check is fair.
+    raw = canonical_json({**body, "timestamp": int(time.time())})
+    signature = license_signing_key().sign(raw).signature
+    return LicenseAnswer(payload=base64.b64encode(raw).decode("ascii"),
+                         signature=base64.b64encode(signature).decode("ascii"),
+                         valid=bool(body["valid"]))
+
+
+def _user_by_key(lookup: str | None, product: str) -> tuple[User, Subscription | None]:
+    if lookup is None:
+        raise _Refused("key_malformed")
+    licence = license_key_by_digest(lookup=lookup)
+    if licence is None:
+        raise _Refused("key_unknown")
+    if licence.status == LicenseKey.Status.FREE:
+        raise _Refused("key_not_redeemed")
+    if licence.status != LicenseKey.Status.REDEEMED:
+        raise _Refused("key_revoked")
+    user = licence.redeemed_by
+    if user is None:
+        raise _Refused("key_owner_deleted")
+    if licence.product.slug != product:
+        raise _Refused("product_mismatch", user)
+    if not user.is_active:
+        raise _Refused("user_banned", user)
+    if not licence.product.is_active:
+        raise _Refused("product_inactive", user)
+    return user, subscription_of(user_id=user.pk, product_id=licence.product_id)
+
+
+def _user_by_password(
+    request: HttpRequest, username: str, password: str, product: str
+) -> tuple[User, Subscription | None]:
+    # Through authenticate() so django-axes counts failures and enforces its lock-out.
+    user = authenticate(request=request, username=username, password=password)
+    if user is None:
+        if getattr(request, "axes_locked_out", False):
+            raise _Refused("locked_out")
+        inactive = User.objects.filter(username=username, is_active=False).first()
+        if inactive is not None:
+            raise _Refused("user_banned", inactive)
+        raise _Refused("bad_credentials")
+    if not isinstance(user, User):
+        raise _Refused("bad_credentials")
+    if not user.is_active:
+        raise _Refused("user_banned", user)
+    subscription = subscription_by_slug(user_id=user.pk, product_slug=product)
+    if subscription is not None and not subscription.product.is_active:
+        raise _Refused("product_inactive", user)
+    if subscription is None and not Product.objects.filter(slug=product).exists():
+        raise _Refused("product_unknown", user)
+    return user, subscription
+
+
+def _bind_hwid(subscription: Subscription, wanted: str) -> bool:
+    """Bind on first use; True when this call bound it. Raises _Refused on another machine.
+
+    A conditional UPDATE: of two concurrent first checks from different machines exactly one
+    finds the column still empty.
+    """
+    current = subscription.hwid_digest
+    bound = False
+    if not current:
+        bound = Subscription.objects.filter(pk=subscription.pk, hwid_digest="").update(
+            hwid_digest=wanted, updated_at=timezone.now()
+        ) == 1
+        current = wanted if bound else (
+            Subscription.objects.filter(pk=subscription.pk)
+            .values_list("hwid_digest", flat=True).first() or ""
+        )
+    if not hmac.compare_digest(current, wanted):
+        raise _Refused("hwid_mismatch", subscription.user)
+    return bound
+
+
+def _evaluate(
+    *, request: HttpRequest, product: str, hwid: str, key: str | None, lookup: str | None,
+    username: str | None, password: str | None,
+) -> _Grant:
+    if key is not None:
+        user, subscription = _user_by_key(lookup, product)
+    else:
+        assert username is not None and password is not None  # checked by license_check
+        user, subscription = _user_by_password(request, username, password, product)
+    if subscription is None:
+        raise _Refused("no_subscription", user)
+    subscription.user = user  # already loaded; spares a query when journaling a mismatch
+    if subscription.expires_at <= timezone.now():
+        raise _Refused("subscription_expired", user)
+    bound = _bind_hwid(subscription, hwid_digest(hwid))
+    return _Grant(user=user, subscription=subscription, hwid_bound=bound)
+
+
+def license_check(
+    *,
+    request: HttpRequest,
+    ip: str,
+    product: str,
+    hwid: str,
+    nonce: str,
+    key: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> LicenseAnswer:
+    """Check a licence by key or by account for `product` on machine `hwid`; sign the answer.
+
+    Throttled per IP and per subject (key or username); a throttled call raises RateLimited
+    rather than answering, which reveals nothing about the subject.
+    """
+    by_key = key is not None and username is None and password is None
+    by_account = key is None and username is not None and password is not None
+    if not (by_key or by_account):
+        raise InvalidInput("Send either a key, or a username and a password.",
+                           fields={"key": "exclusive", "username": "exclusive"})
+    lookup = key_lookup_digest(key) if key is not None else None
+    if key is not None:
+        subject = f"key:{lookup or key.strip().upper()}"
+    else:
+        subject = f"user:{(username or '').lower()}"
+    rate_limit(scope="license_ip", ident=ip)
+    rate_limit(scope="license_subject", ident=subject)
+
+    mode = "key" if by_key else "account"
+    try:
+        grant = _evaluate(request=request, product=product, hwid=hwid, key=key, lookup=lookup,
+                          username=username, password=password)
+    except _Refused as refused:
+        log_event(category=Category.USER, action="license.check_failed", actor=refused.user,
+                  data={"reason": refused.reason, "mode": mode, "product": product[:50],
+                        **({"username": (username or "")[:150]} if by_account else {})},
+                  ip=ip)
+        return _signed({"valid": False, "nonce": nonce})
+    subscription = grant.subscription
+    log_event(category=Category.USER, action="license.check_ok", actor=grant.user,
+              data={"mode": mode, "product": product, "subscription_id": subscription.pk,
+                    "hwid_bound": grant.hwid_bound}, ip=ip)
+    # The loader learns the current release from the signed answer itself: a loader that checks
+    # by key has no session to ask /loader/latest with, and a signed version cannot be spoofed.
+    latest = LoaderRelease.objects.filter(published=True).order_by("-created_at", "-id").only(
+        "version", "sha256").first()
+    return _signed({
+        "valid": True,
+        "nonce": nonce,
+        "product": product,
+        "expires_at": subscription.expires_at.isoformat(),
+        "username": grant.user.get_username(),
+        "latest_version": latest.version if latest else None,
+        "latest_sha256": latest.sha256 if latest else None,
+    })
+
+
+def subscription_reset_hwid(*, actor: User, subscription_id: int) -> Subscription:
+    """Forget the bound machine; the next licence check binds a new one."""
+    ensure_capability(actor, "manage_users")
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("user__role", "product")
+            .filter(pk=subscription_id)
+            .first()
+        )
+        if subscription is None:
+            raise NotFound("Subscription not found.")
+        ensure_outranks(actor, subscription.user)
+        had_hwid = bool(subscription.hwid_digest)
+        subscription.hwid_digest = ""
+        subscription.save(update_fields=["hwid_digest", "updated_at"])
+        log_event(category=Category.MODERATION, action="subscription.reset_hwid", actor=actor,
+                  target=subscription.user,
+                  data={"subscription_id": subscription.pk, "product": subscription.product.slug,
+                        "had_hwid": had_hwid})
+    return subscription
