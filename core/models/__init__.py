@@ -6,6 +6,7 @@ from core.models.logs import LogEntry
 from core.models.releases import LoaderRelease
 from core.models.roles import Role
 from core.models.subscriptions import Subscription
+from core.models.sync import RoleSyncRequest
 from core.models.system import EncryptionCanary
 from core.models.users import User
 
@@ -19,6 +20,7 @@ __all__ = [
     "LogEntry",
     "Product",
     "Role",
+    "RoleSyncRequest",
     "Subscription",
     "User",
 ]
