@@ -7,6 +7,8 @@ from django.http import HttpRequest
 from django_q.models import OrmQ
 from ninja import Router, Schema, Status
 
+from api.errors import ERRORS
+
 router = Router(tags=["operations"])
 
 
@@ -17,7 +19,7 @@ class HealthOut(Schema):
     queue_ok: bool
 
 
-@router.get("/health", response={200: HealthOut, 503: HealthOut}, auth=None,
+@router.get("/health", response={200: HealthOut, 503: HealthOut, **ERRORS}, auth=None,
             operation_id="health", summary="Liveness of database, cache and task queue")
 def health(request: HttpRequest) -> Status:
     try:

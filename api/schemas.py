@@ -1,4 +1,8 @@
-"""Types shared by several routers: strict, with length limits on every string."""
+"""Types shared by several routers: strict, with length limits on every string.
+
+Strings refuse control characters in the schema itself (PostgreSQL cannot store NUL, and no
+form field needs them), so what the schema promises is exactly what is accepted.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,15 @@ from typing import Annotated
 
 from pydantic import Field, StrictInt, StringConstraints
 
+_PLAIN = r"[^\x00-\x1f\x7f-\x9f]"
+
 # Strict in bodies: JSON `false`, `1.0` or "12" is not an id.
 Id = Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]
 # Path segments are text by nature; they must still parse as a positive 64-bit integer.
 PathId = Annotated[int, Field(ge=1, le=2**63 - 1)]
-# Discord snowflakes travel as strings in Discord's own API; accept digits only.
-DiscordId = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,19}$")]
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Username = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-Password = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Email = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254)]
+Code = Annotated[str, StringConstraints(pattern=rf"^{_PLAIN}+$", min_length=1, max_length=64)]
+# Django's username characters; the service applies the site's stricter rules on registration.
+Username = Annotated[str, StringConstraints(pattern=r"^[\w.@+-]+$", min_length=1,
+                                            max_length=32)]
+Password = Annotated[str, StringConstraints(pattern=r"^[^\x00]+$", min_length=1, max_length=128)]
+Email = Annotated[str, StringConstraints(pattern=rf"^{_PLAIN}*$", max_length=254)]

@@ -10,6 +10,7 @@ from core.errors import AlreadyBanned, InvalidInput, NotBanned
 from core.models import Ban, User
 from core.services.access import ensure_capability, ensure_outranks
 from core.services.logs import Category, log_event
+from core.services.rolesync import role_sync_request
 
 REASON_MAX = 500
 
@@ -46,6 +47,7 @@ def ban_create(
         User.objects.filter(pk=target.pk).update(
             is_active=False, session_epoch=F("session_epoch") + 1
         )
+        role_sync_request(user_id=target.pk, reason="ban")
         log_event(category=Category.MODERATION, action="user.ban", actor=actor, target=target,
                   data={"reason": reason, "ends_at": ends_at.isoformat() if ends_at else None})
     return ban
@@ -66,6 +68,7 @@ def ban_lift(*, actor: User, user: User) -> Ban:
         ban.lifted_by = actor
         ban.save(update_fields=["lifted_at", "lifted_by"])
         User.objects.filter(pk=target.pk).update(is_active=True)
+        role_sync_request(user_id=target.pk, reason="unban")
         log_event(category=Category.MODERATION, action="user.unban", actor=actor, target=target,
                   data={"ban_id": ban.pk})
     return ban
@@ -92,6 +95,7 @@ def bans_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
             ban.lifted_at = ban.ends_at
             ban.save(update_fields=["lifted_at"])
             User.objects.filter(pk=ban.user_id).update(is_active=True)
+            role_sync_request(user_id=ban.user_id, reason="ban_expired")
             log_event(category=Category.MODERATION, action="user.ban_expired", target=ban.user,
                       data={"ban_id": ban.pk})
             lifted += 1

@@ -18,6 +18,7 @@ from core.errors import (
 from core.models import DiscordLinkCode, User
 from core.services.access import ensure_active
 from core.services.logs import Category, log_event
+from core.services.rolesync import role_sync_request
 
 LINK_CODE_GROUPS = 2
 LINK_CODE_GROUP_LEN = 4  # XXXX-XXXX: 40 bits, short-lived, single use and throttled
@@ -102,6 +103,7 @@ def _consume(*, user: User, code: str, ip: str | None) -> User:
                 locked.save(update_fields=["discord_id", "discord_username", "discord_linked_at"])
         except IntegrityError:
             raise DiscordAlreadyLinked() from None
+        role_sync_request(user_id=locked.pk, reason="link")
         log_event(category=Category.USER, action="discord.link", actor=locked,
                   data={"discord_id": str(link.discord_id)}, ip=ip)
     return locked
@@ -117,5 +119,7 @@ def discord_unlink(*, user: User) -> None:
         locked.discord_username = ""
         locked.discord_linked_at = None
         locked.save(update_fields=["discord_id", "discord_username", "discord_linked_at"])
+        # The unlinked Discord member must lose the managed roles; the drain needs the old id.
+        role_sync_request(user_id=locked.pk, reason=f"unlink:{previous}")
         log_event(category=Category.USER, action="discord.unlink", actor=locked,
                   data={"discord_id": str(previous)})

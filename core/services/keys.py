@@ -13,6 +13,7 @@ from core.errors import InvalidInput, KeyInvalid, KeyUnavailable, UserBanned
 from core.models import LicenseKey, Product, Subscription, User
 from core.services.access import ensure_capability
 from core.services.logs import Category, log_event
+from core.services.rolesync import role_sync_request
 
 KEY_GROUPS = 4  # 4 x 5 base32 characters = 100 random bits
 KEY_BODY_LEN = KEY_GROUPS * 5
@@ -147,6 +148,7 @@ def _redeem(*, user: User, code: str, ip: str | None) -> Subscription:
                 subscription.started_at = now
             subscription.expires_at = max(now, subscription.expires_at) + key.duration
             subscription.save(update_fields=["started_at", "expires_at", "updated_at"])
+        role_sync_request(user_id=locked_user.pk, reason="redeem")
         log_event(category=Category.USER, action="key.redeem", actor=locked_user,
                   data={"key_id": key.pk, "product": key.product.slug,
                         "expires_at": subscription.expires_at.isoformat()}, ip=ip)

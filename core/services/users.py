@@ -18,6 +18,7 @@ from core.models import Invite, Role, User
 from core.services.access import ensure_can_grant, ensure_capability, ensure_outranks
 from core.services.invites import INVITE_BODY_LEN, INVITE_PREFIX, invite_code_digest
 from core.services.logs import Category, log_event
+from core.services.rolesync import role_sync_request
 
 USERNAME_MAX = 32
 
@@ -122,6 +123,7 @@ def user_set_role(*, actor: User, user: User, role: Role) -> User:
         target.role = role
         target.is_staff = role.staff
         target.save(update_fields=["role", "is_staff"])
+        role_sync_request(user_id=target.pk, reason="role")
         log_event(category=Category.MODERATION, action="user.set_role", actor=actor,
                   target=target, data={"from": previous, "to": role.key})
     return target
