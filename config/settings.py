@@ -85,8 +85,6 @@ NINJA_PAGINATION_MAX_LIMIT = 100
 NINJA_PAGINATION_PER_PAGE = 25
 # Signed loader download links stay valid this long.
 LOADER_LINK_TTL_SECONDS = env_int("LOADER_LINK_TTL_SECONDS", 300, minimum=10)
-# Licence answers older than this are rejected by the reference client.
-LICENSE_MAX_SKEW_SECONDS = env_int("LICENSE_MAX_SKEW_SECONDS", 300, minimum=10)
 
 INSTALLED_APPS = [
     "unfold",

@@ -145,3 +145,18 @@ class TestDiscordLink:
         assert_error(api_as(member).post("/api/discord/link", {"code": "ZZZZ-ZZZZ"}), 400,
                      "link_code_invalid")
         assert LogEntry.objects.filter(action="discord.link_failed").exists()
+
+
+@pytest.mark.django_db
+def test_hot_endpoints_have_constant_queries(api_as, member, moderator, product,
+                                             django_assert_max_num_queries):
+    api = api_as(member)
+    codes = _keys(moderator, product, count=2)
+    with django_assert_max_num_queries(14):
+        assert api.post("/api/keys/redeem", {"key": codes[0]}).status_code == 200
+    for _ in range(20):
+        _keys(moderator, ProductFactory.create(), count=5)
+    with django_assert_max_num_queries(14):
+        assert api.post("/api/keys/redeem", {"key": codes[1]}).status_code == 200
+    with django_assert_max_num_queries(4):
+        assert api.get("/api/auth/me").status_code == 200
