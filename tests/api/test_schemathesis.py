@@ -38,7 +38,7 @@ def _load_schema(path_regex: str | None = None) -> Any:
 
     schema = schemathesis.openapi.from_dict(api.get_openapi_schema())
     schema.app = application
-    schema.config.phases.update(phases=["examples", "coverage", "fuzzing"])
+    schema.config.phases.update(phases=["examples", "coverage", "fuzzing", "stateful"])
     return schema.include(path_regex=path_regex) if path_regex else schema
 
 
@@ -131,3 +131,24 @@ def test_api_as_member(case: Any, as_member: None) -> None:
 @HYPOTHESIS
 def test_api_as_bot(case: Any, as_bot: None) -> None:
     case.call_and_validate(excluded_checks=EXCLUDED)
+
+
+class MemberWorkflow(member_schema.as_state_machine()):
+    """Stateful phase: chains calls along the links schemathesis infers (create an invite, then
+    revoke it; read my stats, then read a user's stats by the id it returned)."""
+
+    def validate_response(self, response: Any, case: Any, additional_checks: Any = None,
+                          **kwargs: Any) -> None:
+        case.validate_response(response, excluded_checks=EXCLUDED)
+
+
+@pytest.mark.django_db
+def test_api_stateful_as_member(as_member: None) -> None:
+    MemberWorkflow.run(settings=hypothesis_settings(
+        max_examples=20, stateful_step_count=6, deadline=None,
+        suppress_health_check=list(HealthCheck), derandomize=True,
+    ))
+    from core.models import LogEntry
+
+    # the workflow really walked the member's resources, not only refused calls
+    assert LogEntry.objects.filter(action="invite.create").exists()
