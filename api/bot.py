@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field, StrictInt, StringConstraints, WithJsonSc
 
 from api.auth import bot_auth
 from api.errors import ERRORS
+from api.stats import UserStatsOut
 from core.services import bot
 
 router = Router(auth=bot_auth, tags=["bot"])
@@ -119,33 +120,6 @@ class BotUnbanOut(Schema):
     lifted_at: datetime
 
 
-class BotStatsSubscriptionOut(Schema):
-    product: str
-    product_name: str
-    started_at: datetime
-    expires_at: datetime
-    active: bool
-
-
-class BotStatsOut(Schema):
-    id: int
-    username: str
-    role: str | None
-    date_joined: datetime
-    invited_by: str | None
-    invites_created: int
-    invites_used: int
-    invite_quota: int | None
-    invites_left_this_month: int | None
-    keys_redeemed: int
-    discord_linked: bool
-    discord_username: str
-    banned: bool
-    ban_reason: str | None
-    ban_ends_at: datetime | None
-    subscriptions: list[BotStatsSubscriptionOut]
-
-
 class BotMemberRolesOut(Schema):
     discord_id: str
     linked: bool
@@ -218,12 +192,12 @@ def ban_lift(request: HttpRequest, invoker: Invoker, payload: BotUnbanIn) -> Bot
                        target_username=ban.user.username, lifted_at=ban.lifted_at)
 
 
-@router.get("/stats/{discord_id}", response={200: BotStatsOut, **ERRORS},
+@router.get("/stats/{discord_id}", response={200: UserStatsOut, **ERRORS},
             operation_id="bot_user_stats",
             summary="A linked member's stats: own always, others Support and above (/stats)")
-def user_stats(request: HttpRequest, discord_id: Snowflake, invoker: Invoker) -> BotStatsOut:
+def user_stats(request: HttpRequest, discord_id: Snowflake, invoker: Invoker) -> UserStatsOut:
     stats = bot.bot_user_stats(invoker_discord_id=int(invoker), target_discord_id=int(discord_id))
-    return BotStatsOut.model_validate(stats)
+    return UserStatsOut.model_validate(stats, from_attributes=True)
 
 
 @router.get("/members/{discord_id}/roles", response={200: BotMemberRolesOut, **ERRORS},
