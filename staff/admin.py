@@ -1,5 +1,8 @@
-"""Admin registrations; one module per model group under staff/ as the admin grows."""
+"""Admin registrations on the staff site (admin.site is staff.site.StaffAdminSite).
+
+One module per task; importing them registers their ModelAdmins.
+"""
 
 from __future__ import annotations
 
-from staff import accounts, catalogue, journal  # noqa: F401  (registers the ModelAdmins)
+from staff import accounts, catalogue, journal, roles, system  # noqa: F401  (registers them)

@@ -43,3 +43,32 @@ class LogEntry(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.category}] {self.action}"
+
+
+class UserActionEntry(LogEntry):
+    """The user-actions journal: a read-only admin view of LogEntry rows of its category."""
+
+    category_value = LogEntry.Category.USER
+
+    class Meta:
+        proxy = True
+        verbose_name = "user action"
+        verbose_name_plural = "journal: user actions"
+
+
+class ModerationEntry(LogEntry):
+    category_value = LogEntry.Category.MODERATION
+
+    class Meta:
+        proxy = True
+        verbose_name = "moderation entry"
+        verbose_name_plural = "journal: moderation"
+
+
+class SystemErrorEntry(LogEntry):
+    category_value = LogEntry.Category.ERROR
+
+    class Meta:
+        proxy = True
+        verbose_name = "system error"
+        verbose_name_plural = "journal: system errors"

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
-from config.behaviour import RoleSpec
-from core.errors import InvalidInput
-from core.models import Role
+from config.behaviour import CAPABILITIES, RoleSpec
+from core.errors import Conflict, InvalidInput, PermissionDenied, RankViolation
+from core.models import Role, User
+from core.services.access import ensure_capability
 from core.services.logs import Category, log_event
 
 
@@ -78,3 +80,112 @@ def roles_sync_from_config(*, overwrite: bool = False) -> RoleSyncReport:
             log_event(category=Category.MODERATION, action="roles.sync",
                       data={"created": report.created, "updated": report.updated})
     return report
+
+
+# The admin's role editor. Only manage_roles may edit, nobody a role at or above their own
+# rank, and every change is journaled with its before/after values.
+
+ROLE_FIELDS = ("name", "rank", "discord_role_id", "invite_quota", "staff", "permissions")
+_SYNC_BATCH = 1000
+
+
+def _validate_role_fields(*, actor: User, fields: dict[str, Any],
+                          current: Role | None = None) -> dict[str, Any]:
+    unknown = set(fields) - set(ROLE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown role fields: {', '.join(sorted(unknown))}.")
+    if "permissions" in fields:
+        perms = sorted(set(fields["permissions"] or []))
+        if not set(perms) <= CAPABILITIES:
+            raise InvalidInput(f"Unknown permissions; allowed: {', '.join(sorted(CAPABILITIES))}.",
+                               fields={"permissions": "invalid"})
+        # Nobody hands out a power they do not hold themselves (keeping one is fine).
+        held = set(current.permissions or []) if current is not None else set()
+        missing = [p for p in perms if p not in held and not actor.has_capability(p)]
+        if missing:
+            raise PermissionDenied(f"You cannot grant permissions you do not hold: "
+                                   f"{', '.join(missing)}.")
+        fields = {**fields, "permissions": perms}
+    if "rank" in fields:
+        rank = fields["rank"]
+        if not isinstance(rank, int) or rank < 1:
+            raise InvalidInput("The rank must be a positive whole number.",
+                               fields={"rank": "invalid"})
+        if rank >= actor.rank:
+            raise RankViolation("A role must stay ranked below your own.")
+    if "name" in fields and not str(fields["name"]).strip():
+        raise InvalidInput("A role needs a name.", fields={"name": "required"})
+    return fields
+
+
+def _clash(*, fields: dict[str, Any], exclude: int | None) -> None:
+    others = Role.objects.exclude(pk=exclude) if exclude else Role.objects.all()
+    if "rank" in fields and others.filter(rank=fields["rank"]).exists():
+        raise Conflict("Another role has this rank.", fields={"rank": "taken"})
+    if "name" in fields and others.filter(name=fields["name"]).exists():
+        raise Conflict("Another role has this name.", fields={"name": "taken"})
+
+
+def _request_member_syncs(*, role: Role, reason: str) -> int:
+    """Queue a Discord role sync for every linked member of the role.
+
+    One coalescing request per member for a normal role; a role with more linked members than
+    that is left to one reconcile of every linked member after commit (batched, the same
+    public path as the periodic reconcile), so an edit stays a quick request.
+    """
+    from core.services.rolesync import role_sync_request, roles_reconcile_all
+
+    linked = role.members.filter(discord_id__isnull=False)
+    ids = list(linked.values_list("pk", flat=True)[: _SYNC_BATCH + 1])
+    if len(ids) > _SYNC_BATCH:
+        transaction.on_commit(roles_reconcile_all, robust=True)
+        return linked.count()
+    for user_id in ids:
+        role_sync_request(user_id=user_id, reason=reason)
+    return len(ids)
+
+
+def role_create(*, actor: User, key: str, fields: dict[str, Any]) -> Role:
+    ensure_capability(actor, "manage_roles")
+    fields = _validate_role_fields(actor=actor, fields=fields)
+    if "rank" not in fields or "name" not in fields:
+        raise InvalidInput("A new role needs a name and a rank.")
+    if not key or not key.replace("_", "").isalnum() or len(key) > 32:
+        raise InvalidInput("The key is letters, digits and underscores (at most 32).",
+                           fields={"key": "invalid"})
+    with transaction.atomic():
+        _clash(fields=fields, exclude=None)
+        if Role.objects.filter(key=key).exists():
+            raise Conflict("Another role has this key.", fields={"key": "taken"})
+        role = Role.objects.create(key=key, **fields)
+        log_event(category=Category.MODERATION, action="role.create", actor=actor,
+                  data={"role": key, "after": {f: getattr(role, f) for f in ROLE_FIELDS}})
+    return role
+
+
+def role_update(*, actor: User, role: Role, changes: dict[str, Any]) -> Role:
+    """Edit a role below the actor's rank; members' staff flag and Discord roles follow."""
+    ensure_capability(actor, "manage_roles")
+    with transaction.atomic():
+        current = Role.objects.select_for_update().get(pk=role.pk)
+        if current.rank >= actor.rank:
+            raise RankViolation("You can only edit roles ranked below your own.")
+        changes = _validate_role_fields(actor=actor, fields=changes, current=current)
+        diff = {f: v for f, v in changes.items() if getattr(current, f) != v}
+        if not diff:
+            return current
+        _clash(fields=diff, exclude=current.pk)
+        before = {f: getattr(current, f) for f in diff}
+        for name, value in diff.items():
+            setattr(current, name, value)
+        current.save(update_fields=[*diff, "updated_at"])
+        if "staff" in diff:
+            # Superusers keep their access whatever their role says.
+            current.members.filter(is_superuser=False).update(is_staff=current.staff)
+        queued = 0
+        if "discord_role_id" in diff:
+            queued = _request_member_syncs(role=current, reason="role_edit")
+        log_event(category=Category.MODERATION, action="role.update", actor=actor,
+                  data={"role": current.key, "before": before, "after": diff,
+                        "syncs_queued": queued})
+    return current

@@ -12,6 +12,7 @@ from core.errors import AlreadyBanned, InvalidInput, NotBanned, PermissionDenied
 from core.models import Ban, LogEntry, User
 from core.services.bans import ban_create, ban_lift, bans_expire_due
 from tests.factories import UserFactory
+from tests.staff.conftest import otp_verify
 
 
 def _login(client, username):
@@ -24,6 +25,7 @@ class TestBans:
     def test_ban_ends_sessions_at_once(self, client, support, roles):
         staffer = UserFactory.create(username="helper", role=roles["support"])
         client.force_login(staffer)
+        otp_verify(client, staffer)  # the admin needs the second factor too
         admin_index = reverse("admin:index")
         assert client.get(admin_index).status_code == 200
         # a moderator bans the logged-in support member

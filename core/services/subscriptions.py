@@ -1,0 +1,68 @@
+"""Staff corrections of subscriptions: extend or shorten one, always with a reason."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.errors import InvalidInput, NotFound
+from core.models import Subscription, User
+from core.services.access import ensure_capability, ensure_outranks
+from core.services.logs import Category, log_event
+from core.services.rolesync import role_sync_request
+
+REASON_MAX = 500
+MAX_ADJUST = timedelta(days=3650)
+
+
+def subscription_adjust(
+    *, actor: User, subscription_id: int, delta: timedelta, reason: str
+) -> Subscription:
+    """Move the subscription's end by `delta` (positive extends, negative shortens).
+
+    Extending an expired subscription counts from now, like redeeming a key; shortening never
+    moves the end before now (the subscription then simply ends). Rank rules apply: staff
+    cannot adjust their own subscriptions or those of equal or higher rank.
+    """
+    ensure_capability(actor, "manage_users")
+    reason = reason.strip()
+    if not reason or len(reason) > REASON_MAX:
+        raise InvalidInput(f"A reason of 1-{REASON_MAX} characters is required.",
+                           fields={"reason": "invalid"})
+    if not delta or abs(delta) > MAX_ADJUST:
+        raise InvalidInput("The change must be non-zero and at most ten years.",
+                           fields={"delta": str(delta)})
+    now = timezone.now()
+    with transaction.atomic():
+        subscription = (
+            Subscription.objects.select_for_update(of=("self",))
+            .select_related("user__role", "product")
+            .filter(pk=subscription_id)
+            .first()
+        )
+        if subscription is None:
+            raise NotFound("Subscription not found.")
+        ensure_outranks(actor, subscription.user)
+        old_expires = subscription.expires_at
+        if delta > timedelta(0):
+            if old_expires <= now:
+                subscription.started_at = now
+            subscription.expires_at = max(now, old_expires) + delta
+        else:
+            if old_expires <= now:
+                raise InvalidInput("This subscription has already expired.",
+                                   fields={"delta": "expired"})
+            subscription.expires_at = max(now, old_expires + delta)
+        subscription.save(update_fields=["started_at", "expires_at", "updated_at"])
+        # Whether the subscription is active decides the product's Discord role.
+        role_sync_request(user_id=subscription.user_id, reason="subscription_adjust")
+        log_event(category=Category.MODERATION, action="subscription.adjust", actor=actor,
+                  target=subscription.user,
+                  data={"subscription_id": subscription.pk,
+                        "product": subscription.product.slug,
+                        "delta_seconds": int(delta.total_seconds()), "reason": reason,
+                        "old_expires_at": old_expires.isoformat(),
+                        "new_expires_at": subscription.expires_at.isoformat()})
+    return subscription

@@ -1,0 +1,118 @@
+"""A real browser (headless Chromium) against the live server: log in with password and TOTP,
+generate a batch of keys, find them in the key list. Screenshots go to test-artifacts/.
+
+Skipped when /usr/bin/chromium or the playwright package is missing, unless
+ZSPB_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure. Chromium comes from the
+distribution (apt-get install chromium); `playwright install` is never run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from core.models import KeyGenerationJob, LicenseKey, Product, Role
+from tests.factories import ProductFactory, UserFactory
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+PASSWORD = "correct horse battery"
+COUNT = 25
+
+
+def _playwright_or_skip() -> Any:
+    problems = []
+    if not CHROMIUM.exists():
+        problems.append(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    sync_playwright: Any = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problems.append("the playwright package is missing (pip install playwright)")
+    if problems:
+        message = "browser test: " + "; ".join(problems)
+        if os.environ.get("ZSPB_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"{message}, and ZSPB_REQUIRE_BROWSER=1 requires it")
+        pytest.skip(message)
+    return sync_playwright
+
+
+def totp_now(device: TOTPDevice) -> str:
+    """The code an authenticator app would show for the seeded device right now."""
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():0{device.digits}d}"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_moderator_logs_in_with_totp_generates_keys_and_finds_them(
+    live_server: Any, roles: dict[str, Role], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync_playwright = _playwright_or_skip()
+    # Plain http on the live server: secure-only cookies would never come back.
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    # Playwright's sync API keeps an event loop on this thread; the ORM calls here are sync.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    moderator = UserFactory.create(username="mod_browser", role=roles["moderator"])
+    device = TOTPDevice.objects.create(user=moderator, name="phone", confirmed=True)
+    product: Product = ProductFactory.create(name="Loader Pro", slug="loader-pro")
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(20_000)
+
+            page.goto(f"{live_server.url}/admin/")
+            page.fill("#id_username", moderator.username)
+            page.fill("#id_password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(re.compile(r"/admin/otp/verify/"))
+            page.fill("input[name=token]", totp_now(device))
+            page.click("#otp-verify-form button[type=submit]")
+            page.wait_for_url(re.compile(r"/admin/$"))
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+            page.goto(f"{live_server.url}/admin/core/licensekey/")
+            page.click("a[href='/admin/core/licensekey/generate/']")
+            page.wait_for_url(re.compile(r"/admin/core/licensekey/generate/$"))
+            page.select_option("select[name=product]", str(product.pk))
+            page.fill("input[name=duration_value]", "30")
+            page.check("input[name=duration_unit][value=days]")
+            page.fill("input[name=count]", str(COUNT))
+            page.fill("input[name=note]", "browser batch")
+            page.screenshot(path=str(ARTIFACTS / "keygen-form.png"), full_page=True)
+            page.click("#staff-form-submit")
+
+            page.wait_for_url(re.compile(r"/admin/core/licensekey/generate/\d+/$"))
+            batch = page.inner_text("#keygen-batch").strip()
+            assert page.inner_text("#keygen-done").strip() == str(COUNT)
+            page.screenshot(path=str(ARTIFACTS / "keygen-job.png"), full_page=True)
+
+            page.click("#keygen-list")
+            page.wait_for_url(re.compile(rf"/admin/core/licensekey/\?batch={batch}$"))
+            page.wait_for_load_state("networkidle")
+            listed = page.locator("#result_list tbody tr").count()
+            html = page.content()
+            page.screenshot(path=str(ARTIFACTS / "keys.png"), full_page=True)
+        finally:
+            browser.close()
+
+    job = KeyGenerationJob.objects.get()
+    assert str(job.batch) == batch and job.status == "done"
+    codes = list(LicenseKey.objects.filter(batch=job.batch).values_list("code", flat=True))
+    assert len(codes) == COUNT == listed
+    assert all(code in html for code in codes)  # a moderator sees the codes in plain text
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 0
+    assert (ARTIFACTS / "keys.png").stat().st_size > 0

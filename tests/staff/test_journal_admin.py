@@ -1,0 +1,156 @@
+"""The three journals: each shows its own category, filters, read-only for everyone, CSV."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from core.models import LogEntry
+from core.services.logs import Category, log_event
+from tests.factories import UserFactory
+from tests.staff.conftest import login_staff
+from tests.staff.test_csv import as_dicts, parse_csv
+
+JOURNALS = {
+    Category.USER: "/admin/core/useractionentry/",
+    Category.MODERATION: "/admin/core/moderationentry/",
+    Category.ERROR: "/admin/core/systemerrorentry/",
+}
+
+
+def actions_on(client: Any, url: str, **params: Any) -> list[str]:
+    response = client.get(url, params)
+    assert response.status_code == 200
+    return [entry.action for entry in response.context["cl"].result_list]
+
+
+@pytest.fixture
+def entries(moderator: Any, member: Any) -> dict[str, LogEntry]:
+    other = UserFactory.create(username="other")
+    LogEntry.objects.all().delete()  # setup's own entries (roles.sync) would blur the lists
+    return {
+        "redeem": log_event(category=Category.USER, action="key.redeem", actor=member,
+                            ip="203.0.113.9"),
+        "ban": log_event(category=Category.MODERATION, action="user.ban", actor=moderator,
+                         target=member, data={"reason": "spam"}),
+        "unban": log_event(category=Category.MODERATION, action="user.unban", actor=moderator,
+                           target=other),
+        "error": log_event(category=Category.ERROR, action="discord.sync_failed",
+                           data={"status": 500}),
+    }
+
+
+@pytest.mark.django_db
+def test_each_journal_shows_only_its_category(staff_client: Any, entries: Any) -> None:
+    client = staff_client("support")
+    assert actions_on(client, JOURNALS[Category.USER]) == ["key.redeem"]
+    assert actions_on(client, JOURNALS[Category.MODERATION]) == ["user.unban", "user.ban"]
+    assert actions_on(client, JOURNALS[Category.ERROR]) == ["discord.sync_failed"]
+    # An entry of another journal is not reachable through this one's detail URL either.
+    wrong = client.get(f"{JOURNALS[Category.USER]}{entries['ban'].pk}/change/")
+    assert wrong.status_code == 302
+
+
+@pytest.mark.django_db
+def test_filters_by_actor_target_action_and_dates(staff_client: Any, entries: Any,
+                                                  moderator: Any, member: Any) -> None:
+    client = staff_client("admin")
+    url = JOURNALS[Category.MODERATION]
+    assert actions_on(client, url, actor="moderator") == ["user.unban", "user.ban"]
+    assert actions_on(client, url, actor=str(moderator.pk)) == ["user.unban", "user.ban"]
+    assert actions_on(client, url, target="member") == ["user.ban"]
+    assert actions_on(client, url, target="nobody") == []
+    assert actions_on(client, url, action="user.ban") == ["user.ban"]
+    assert actions_on(client, url, action="user.*") == ["user.unban", "user.ban"]
+    assert actions_on(client, url, action="user.") == []
+    LogEntry.objects.filter(pk=entries["ban"].pk).update(
+        created_at=timezone.now() - timedelta(days=40))
+    today = timezone.localdate()
+    assert actions_on(client, url, created_at_from=today.isoformat(),
+                      created_at_to=today.isoformat()) == ["user.unban"]
+    old_day = (timezone.localtime() - timedelta(days=40)).date().isoformat()
+    assert actions_on(client, url, created_at_to=old_day) == ["user.ban"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", ["support", "moderator", "admin"])
+def test_nobody_adds_changes_or_deletes_entries(staff_client: Any, entries: Any,
+                                                role: str) -> None:
+    client = staff_client(role)
+    entry = entries["ban"]
+    url = JOURNALS[Category.MODERATION]
+    assert client.get(f"{url}{entry.pk}/change/").status_code == 200
+    assert client.get(f"{url}add/").status_code == 403
+    assert client.post(f"{url}{entry.pk}/change/", {"action": "x"}).status_code == 403
+    assert client.post(f"{url}{entry.pk}/delete/", {"post": "yes"}).status_code == 403
+    client.post(url, {"action": "delete_selected", "_selected_action": [str(entry.pk)],
+                      "post": "yes"})
+    assert LogEntry.objects.filter(pk=entry.pk, action="user.ban").exists()
+
+
+@pytest.mark.django_db
+def test_superuser_cannot_delete_entries_either(client: Any, entries: Any) -> None:
+    boss = UserFactory.create(username="root", is_superuser=True)
+    boss.is_staff = True
+    boss.save()
+    login_staff(client, boss)
+    url = JOURNALS[Category.MODERATION]
+    assert client.post(f"{url}{entries['ban'].pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_ip_is_shown_to_user_managers_only(staff_client: Any, entries: Any) -> None:
+    url = f"{JOURNALS[Category.USER]}{entries['redeem'].pk}/change/"
+    assert "203.0.113.9" in staff_client("moderator").get(url).content.decode()
+    assert "203.0.113.9" not in staff_client("support").get(url).content.decode()
+    support_rows = parse_csv(staff_client("support", username="s2").get(
+        f"{JOURNALS[Category.USER]}export.csv"))
+    assert "ip" not in support_rows[0]
+    admin_rows = as_dicts(parse_csv(staff_client("admin").get(
+        f"{JOURNALS[Category.USER]}export.csv")))
+    assert admin_rows[0]["ip"] == "203.0.113.9"
+
+
+@pytest.mark.django_db
+def test_journal_csv_export_is_filtered_defused_and_journaled(staff_client: Any,
+                                                              moderator: Any) -> None:
+    evil = UserFactory.create(username="@evil+1")
+    log_event(category=Category.MODERATION, action="=HYPERLINK(\"http://x\")", actor=moderator,
+              target=evil, data={"note": "=1+1"})
+    log_event(category=Category.MODERATION, action="user.ban", actor=moderator)
+    client = staff_client("admin")
+    url = JOURNALS[Category.MODERATION]
+    response = client.get(f"{url}export.csv", {"target": evil.username})
+    assert response["Content-Disposition"].startswith('attachment; filename="journal-moderation-')
+    rows = as_dicts(parse_csv(response))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["action"] == "'=HYPERLINK(\"http://x\")"
+    assert row["target_name"] == "'@evil+1"
+    assert row["actor_name"] == "moderator"
+    assert row["data"] == '{"note": "=1+1"}'  # starts with "{": not a formula
+    assert row["category"] == "moderation"
+    export = LogEntry.objects.get(action="admin.export")
+    assert export.data == {"model": "core.ModerationEntry",
+                           "scope": f"filters: target={evil.username.replace('@', '%40')}"
+                                    .replace("+", "%2B")}
+
+
+@pytest.mark.django_db
+def test_export_selected_entries_action(staff_client: Any, entries: Any) -> None:
+    client = staff_client("support")
+    url = JOURNALS[Category.MODERATION]
+    response = client.post(url, {"action": "export_selected_csv",
+                                 "_selected_action": [str(entries["ban"].pk)]})
+    assert [row["action"] for row in as_dicts(parse_csv(response))] == ["user.ban"]
+
+
+@pytest.mark.django_db
+def test_members_cannot_read_journals(client: Any, member: Any, entries: Any) -> None:
+    client.force_login(member, backend="django.contrib.auth.backends.ModelBackend")
+    for url in JOURNALS.values():
+        assert client.get(url).status_code == 302
+        assert client.get(f"{url}export.csv").status_code == 302
