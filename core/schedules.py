@@ -14,4 +14,10 @@ class ScheduleSpec:
 
 SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec(name="zspb:expire-bans", func="core.tasks.expire_bans", minutes=1),
+    # Discord: role sync is also queued on commit after each change; the minute schedule
+    # retries what failed and applies subscription expiries.
+    ScheduleSpec(name="zspb:rolesync-drain", func="core.tasks.rolesync_drain", minutes=1),
+    ScheduleSpec(name="zspb:rolesync-reconcile", func="core.tasks.rolesync_reconcile",
+                 minutes=360),
+    ScheduleSpec(name="zspb:webhooks", func="core.tasks.deliver_webhooks", minutes=1),
 )

@@ -2,8 +2,65 @@
 
 from __future__ import annotations
 
+from django_q.tasks import async_task
+
 from core.services.bans import bans_expire_due
+from core.services.keys import TASK_TIME_BUDGET_SECONDS, key_generation_fail, key_generation_run
+from core.services.rolesync import (
+    member_roles_strip,
+    role_sync_drain,
+    role_sync_expired,
+    roles_reconcile_all,
+    roles_strip_orphans,
+)
+from core.services.webhooks import webhooks_deliver
 
 
 def expire_bans() -> int:
     return bans_expire_due()
+
+
+def run_key_generation_job(job_id: int) -> int:
+    """Generate a batch's missing keys for a while; queues its own continuation if needed.
+
+    An unexpected error stops the job (shown on its page) and is re-raised for django-q2's
+    failure record; a run killed outright is resumed when the broker re-delivers the task.
+    """
+    try:
+        job = key_generation_run(job_id=job_id, time_budget=TASK_TIME_BUDGET_SECONDS)
+    except Exception as exc:
+        key_generation_fail(job_id=job_id, message=f"{type(exc).__name__}: {exc}")
+        raise
+    return job.done
+
+
+def rolesync_drain() -> int:
+    """Every minute and on commit after a role change: queue lapsed subscriptions, then apply
+    due role-sync rows to Discord. Returns how many members were converged."""
+    role_sync_expired(queue_drain=False)
+    return role_sync_drain().synced
+
+
+def rolesync_reconcile() -> int:
+    """Every six hours: queue every linked member, then strip managed roles from members no
+    account is linked to (continued in further tasks for a large guild)."""
+    queued = roles_reconcile_all()
+    rolesync_orphans()
+    return queued
+
+
+def rolesync_orphans(after: int = 0) -> int:
+    report = roles_strip_orphans(after=after)
+    if report.next_after is not None:
+        async_task("core.tasks.rolesync_orphans", report.next_after)
+    return report.stripped
+
+
+def rolesync_strip_member(discord_id: int) -> bool:
+    """After an account's deletion: its Discord member loses the managed roles."""
+    return member_roles_strip(discord_id=discord_id)
+
+
+def deliver_webhooks() -> int:
+    """Every minute: post pending journal lines to their webhooks. Returns messages sent."""
+    return webhooks_deliver().messages

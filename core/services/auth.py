@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from core.errors import InvalidCredentials, LoginLocked
 from core.models import User
 from core.services.logs import Category, log_event
+from core.services.rolesync import member_roles_check
 
 
 def user_login(*, request: HttpRequest, username: str, password: str, ip: str) -> User:
@@ -24,6 +25,9 @@ def user_login(*, request: HttpRequest, username: str, password: str, ip: str) -
         raise InvalidCredentials()
     login(request, user)
     log_event(category=Category.USER, action="user.login", actor=user, ip=ip)
+    # Roles edited by hand in Discord are caught at the next login at the latest. Bounded by
+    # a short timeout and never raises: Discord being down must not stop anyone logging in.
+    member_roles_check(user=user)
     return user
 
 

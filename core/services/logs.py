@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import transaction
+
 from core.crypto import digest
 from core.models import LogEntry, User
+from core.services.webhooks import webhook_enqueue, webhook_wanted
 
 Category = LogEntry.Category
 
@@ -22,7 +25,7 @@ def log_event(
 ) -> LogEntry:
     if category not in Category.values:
         raise ValueError(f"unknown journal {category!r}")
-    entry = LogEntry.objects.create(
+    entry = LogEntry(
         category=category,
         action=action[:64],
         actor=actor,
@@ -33,6 +36,14 @@ def log_event(
         ip_digest=digest(ip, purpose="ip") if ip else "",
         ip=ip or "",
     )
+    if webhook_wanted(category=category):
+        # The line for Discord is queued in the entry's transaction (posted later by a task;
+        # no HTTP here): it exists exactly when the entry does.
+        with transaction.atomic():
+            entry.save(force_insert=True)
+            webhook_enqueue(entry=entry)
+    else:
+        entry.save(force_insert=True)
     level = logging.ERROR if category == Category.ERROR else logging.INFO
     logging.getLogger(f"zspb.journal.{category}").log(
         level,
