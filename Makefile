@@ -45,3 +45,9 @@ lock:
 
 clean:
 	rm -rf $(VENV)
+
+# The Discord bot: a separate process that talks to the site only through its API (see the
+# README's "Discord bot"); reads .env like the site, so run `make run` (or the real site) first.
+.PHONY: bot
+bot: venv
+	$(PY) -m botapp

@@ -85,10 +85,14 @@ NINJA_PAGINATION_MAX_LIMIT = 100
 NINJA_PAGINATION_PER_PAGE = 25
 # Signed loader download links stay valid this long.
 LOADER_LINK_TTL_SECONDS = env_int("LOADER_LINK_TTL_SECONDS", 300, minimum=10)
+LOADER_MAX_UPLOAD_MB = env_int("LOADER_MAX_UPLOAD_MB", 200, minimum=1)  # admin upload limit
 
 INSTALLED_APPS = [
-    "unfold",
-    "django.contrib.admin",
+    # unfold's basic config: its default config would install a plain UnfoldAdminSite as
+    # admin.site; StaffAdminConfig installs the two-factor staff site instead.
+    "unfold.apps.BasicAppConfig",
+    "unfold.contrib.filters",
+    "staff.apps.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -97,6 +101,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_q",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "core",
     "staff.apps.StaffConfig",
     "api",
@@ -110,6 +117,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Marks request.user verified once the staff member passed TOTP (staff.site requires it).
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes requires.
@@ -184,6 +193,7 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LANGUAGE_CODE = "en"
+LOCALE_PATHS = [BASE_DIR / "locale"]
 LANGUAGES = [("en", "English"), ("ru", "Русский")]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
@@ -253,6 +263,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "axes": {"level": "WARNING"},
+        # At INFO httpx logs every URL, and webhook URLs carry their token.
+        "httpx": {"level": "WARNING"},
         **{
         f"zspb.journal.{journal}": {
             "handlers": [f"journal_{journal}"] if LOG_DIR else [],
@@ -264,8 +276,18 @@ LOGGING = {
     },
 }
 
+# Staff admin (django-unfold on staff.site.StaffAdminSite). Staff must pass TOTP: the
+# authenticator apps show this issuer next to the account.
+OTP_TOTP_ISSUER = "ZalypaSPB"
 UNFOLD = {
     "SITE_TITLE": "ZalypaSPB staff",
     "SITE_HEADER": "ZalypaSPB",
     "SHOW_LANGUAGES": True,
+    "DASHBOARD_CALLBACK": "staff.dashboard.dashboard_callback",
+    "SIDEBAR": {
+        "show_search": False,
+        "show_all_applications": False,
+        # Grouped by task, built from the registry per request (staff.navigation).
+        "navigation": "staff.navigation.sidebar_navigation",
+    },
 }

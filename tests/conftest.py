@@ -13,6 +13,9 @@ from core.models import Role, User
 from core.services.roles import roles_sync_from_config
 from tests.factories import ProductFactory, UserFactory
 
+# Discord stand-in fixtures; also keeps every test offline (Discord off, loopback-only httpx).
+pytest_plugins = ["tests.discord_conftest"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """PostgreSQL-only tests skip elsewhere, except where PostgreSQL is required (CI)."""

@@ -1,17 +1,29 @@
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from core.crypto import digest, normalize_code, random_code
-from core.errors import InvalidInput, KeyInvalid, KeyUnavailable, UserBanned
-from core.models import LicenseKey, Product, Subscription, User
-from core.services.access import ensure_capability
+from core.errors import (
+    InvalidInput,
+    KeyInvalid,
+    KeyUnavailable,
+    NotFound,
+    PermissionDenied,
+    UserBanned,
+    ZspbError,
+)
+from core.models import KeyGenerationJob, LicenseKey, Product, Subscription, User
+from core.services.access import ensure_active, ensure_capability
 from core.services.logs import Category, log_event
 from core.services.rolesync import role_sync_request
 
@@ -37,19 +49,9 @@ def _format_key(body_with_dashes: str) -> str:
     return f"{settings.ZSPB.key_prefix}-{body_with_dashes}"
 
 
-def keys_generate(
-    *,
-    actor: User,
-    product: Product,
-    duration: timedelta,
-    count: int,
-    note: str = "",
-    redeem_by: datetime | None = None,
-) -> GeneratedKeys:
-    """Create `count` free keys in one batch. Their clock starts only when redeemed.
-
-    Inserted in chunks inside one transaction, so a failure leaves no half batch behind.
-    """
+def _check_generation(
+    *, actor: User, duration: timedelta, count: int, note: str, redeem_by: datetime | None
+) -> None:
     ensure_capability(actor, "generate_keys")
     limit = settings.ZSPB.key_batch_max
     if not 1 <= count <= limit:
@@ -63,29 +65,55 @@ def keys_generate(
     if len(note) > 200:
         raise InvalidInput("The note is limited to 200 characters.", fields={"note": len(note)})
 
+
+def _new_keys(
+    n: int, *, product: Product, duration: timedelta, batch: uuid.UUID, note: str,
+    redeem_by: datetime | None, actor: User | None, now: datetime,
+) -> list[LicenseKey]:
+    """`n` unsaved free keys with fresh random codes."""
+    rows = []
+    for _ in range(n):
+        body = random_code(KEY_GROUPS)
+        rows.append(
+            LicenseKey(
+                code_digest=key_code_digest(body.replace("-", "")),
+                code=_format_key(body),
+                product=product,
+                duration=duration,
+                batch=batch,
+                note=note,
+                redeem_by=redeem_by,
+                created_by=actor,
+                created_at=now,
+            )
+        )
+    return rows
+
+
+def keys_generate(
+    *,
+    actor: User,
+    product: Product,
+    duration: timedelta,
+    count: int,
+    note: str = "",
+    redeem_by: datetime | None = None,
+) -> GeneratedKeys:
+    """Create `count` free keys in one batch. Their clock starts only when redeemed.
+
+    Inserted in chunks inside one transaction, so a failure leaves no half batch behind.
+    """
+    _check_generation(actor=actor, duration=duration, count=count, note=note,
+                      redeem_by=redeem_by)
     batch = uuid.uuid4()
     now = timezone.now()
     codes: list[str] = []
     with transaction.atomic():
         for start in range(0, count, INSERT_BATCH):
-            rows = []
-            for _ in range(min(INSERT_BATCH, count - start)):
-                body = random_code(KEY_GROUPS)
-                code = _format_key(body)
-                codes.append(code)
-                rows.append(
-                    LicenseKey(
-                        code_digest=key_code_digest(body.replace("-", "")),
-                        code=code,
-                        product=product,
-                        duration=duration,
-                        batch=batch,
-                        note=note,
-                        redeem_by=redeem_by,
-                        created_by=actor,
-                        created_at=now,
-                    )
-                )
+            rows = _new_keys(min(INSERT_BATCH, count - start), product=product,
+                             duration=duration, batch=batch, note=note, redeem_by=redeem_by,
+                             actor=actor, now=now)
+            codes.extend(row.code for row in rows)
             LicenseKey.objects.bulk_create(rows)
         log_event(category=Category.MODERATION, action="keys.generate", actor=actor,
                   data={"batch": str(batch), "product": product.slug, "count": count,
@@ -153,3 +181,182 @@ def _redeem(*, user: User, code: str, ip: str | None) -> Subscription:
                   data={"key_id": key.pk, "product": key.product.slug,
                         "expires_at": subscription.expires_at.isoformat()}, ip=ip)
     return subscription
+
+
+# --- Staff tools: generation jobs with progress, revocation, exports --------------------------
+
+# Up to this many keys are generated inside the staff member's request; more go to a task.
+INLINE_MAX = INSERT_BATCH
+# A task stops after this long and queues its own continuation, so one run stays far below
+# the cluster's timeout (Q_CLUSTER["timeout"]) whatever the batch size.
+TASK_TIME_BUDGET_SECONDS = 20.0
+REVOKE_MAX = 100_000
+# Who may see key codes in plain text (lists, exports).
+CODE_CAPABILITIES = ("generate_keys", "manage_keys")
+
+
+def key_generation_start(
+    *,
+    actor: User,
+    product: Product,
+    duration: timedelta,
+    count: int,
+    note: str = "",
+    redeem_by: datetime | None = None,
+) -> KeyGenerationJob:
+    """Record a generation request and run it: now when small, else in the background.
+
+    The returned job carries the batch id; its `done` grows as chunks are committed.
+    """
+    _check_generation(actor=actor, duration=duration, count=count, note=note,
+                      redeem_by=redeem_by)
+    job = KeyGenerationJob.objects.create(product=product, duration=duration, count=count,
+                                          note=note, redeem_by=redeem_by, created_by=actor)
+    if count <= INLINE_MAX:
+        return key_generation_run(job_id=job.pk)
+    _enqueue_generation(job.pk)
+    return job
+
+
+def _enqueue_generation(job_id: int) -> None:
+    # After commit, so the worker finds the job row; the task takes only the id.
+    transaction.on_commit(lambda: async_task("core.tasks.run_key_generation_job", job_id,
+                                             task_name=f"keygen-{job_id}-{uuid.uuid4().hex[:8]}"))
+
+
+def key_generation_run(
+    *, job_id: int, time_budget: float | None = None
+) -> KeyGenerationJob:
+    """Generate the job's missing keys chunk by chunk; safe to run twice or concurrently.
+
+    Each chunk is inserted in the same transaction that raises `done`, under a lock on the job
+    row, so two runners (a re-delivered task) never overshoot `count` and a killed run resumes
+    where it stopped. With a time budget the run queues its continuation when it runs out.
+    """
+    job = (KeyGenerationJob.objects.select_related("product", "created_by__role")
+           .filter(pk=job_id).first())
+    if job is None:
+        raise NotFound("Key generation job not found.")
+    if job.finished:
+        return job
+    actor = job.created_by
+    try:
+        # Re-checked when the work happens: a creator demoted or banned meanwhile stops it.
+        if actor is None:
+            raise PermissionDenied("The staff member who asked for these keys was deleted.")
+        ensure_capability(actor, "generate_keys")
+    except ZspbError as exc:
+        return key_generation_fail(job_id=job.pk, message=exc.message)
+    started = time.monotonic()
+    while True:
+        with transaction.atomic():
+            locked = KeyGenerationJob.objects.select_for_update().get(pk=job.pk)
+            if locked.finished:
+                return locked
+            rows = _new_keys(min(INSERT_BATCH, locked.count - locked.done),
+                             product=job.product, duration=locked.duration, batch=locked.batch,
+                             note=locked.note, redeem_by=locked.redeem_by, actor=actor,
+                             now=locked.created_at)
+            LicenseKey.objects.bulk_create(rows)
+            locked.done += len(rows)
+            locked.status = KeyGenerationJob.Status.RUNNING
+            if locked.done >= locked.count:
+                locked.status = KeyGenerationJob.Status.DONE
+                locked.finished_at = timezone.now()
+                log_event(category=Category.MODERATION, action="keys.generate", actor=actor,
+                          data={"batch": str(locked.batch), "product": job.product.slug,
+                                "count": locked.count, "job_id": locked.pk,
+                                "duration_seconds": int(locked.duration.total_seconds()),
+                                "note": locked.note})
+            locked.save(update_fields=["done", "status", "finished_at"])
+            if locked.finished:
+                return locked
+            if time_budget is not None and time.monotonic() - started >= time_budget:
+                _enqueue_generation(locked.pk)
+                return locked
+
+
+def key_generation_fail(*, job_id: int, message: str) -> KeyGenerationJob:
+    """Stop a job for good; the keys already made stay (free, listed under its batch)."""
+    with transaction.atomic():
+        job = KeyGenerationJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None:
+            raise NotFound("Key generation job not found.")
+        if job.finished:
+            return job
+        job.status = KeyGenerationJob.Status.FAILED
+        job.error = message[:300]
+        job.finished_at = timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        log_event(category=Category.ERROR, action="keys.generate_failed", actor=job.created_by,
+                  data={"job_id": job.pk, "batch": str(job.batch), "done": job.done,
+                        "count": job.count, "error": job.error})
+    return job
+
+
+def key_revoke(*, actor: User, key_ids: Sequence[int]) -> int:
+    """Revoke the free keys among `key_ids`; redeemed and revoked ones are left alone.
+
+    A conditional UPDATE (status still free) on rows locked first: a redeem racing with the
+    revocation either wins before the lock or finds the key revoked, never both.
+    Returns how many keys were revoked.
+    """
+    ensure_capability(actor, "manage_keys")
+    ids = sorted({int(pk) for pk in key_ids})
+    if not ids:
+        raise InvalidInput("Select at least one key.", fields={"key_ids": 0})
+    if len(ids) > REVOKE_MAX:
+        raise InvalidInput(f"At most {REVOKE_MAX} keys can be revoked at once.",
+                           fields={"key_ids": len(ids)})
+    revoked: list[int] = []
+    with transaction.atomic():
+        for start in range(0, len(ids), INSERT_BATCH):
+            chunk = ids[start:start + INSERT_BATCH]
+            free = list(LicenseKey.objects.select_for_update()
+                        .filter(pk__in=chunk, status=LicenseKey.Status.FREE)
+                        .values_list("pk", flat=True))
+            LicenseKey.objects.filter(pk__in=free, status=LicenseKey.Status.FREE).update(
+                status=LicenseKey.Status.REVOKED)
+            revoked.extend(free)
+        if revoked:
+            log_event(category=Category.MODERATION, action="keys.revoke", actor=actor,
+                      data={"requested": len(ids), "revoked": len(revoked),
+                            "key_ids": revoked[:200]})
+    return len(revoked)
+
+
+def key_codes_visible(user: User) -> bool:
+    """Whether `user` may see key codes in plain text."""
+    return user.is_active and any(user.has_capability(cap) for cap in CODE_CAPABILITIES)
+
+
+@dataclass(frozen=True)
+class KeyExport:
+    with_codes: bool
+    keys: Iterator[LicenseKey]
+
+
+def keys_export(*, actor: User, keys: QuerySet[LicenseKey], scope: str) -> KeyExport:
+    """Journal an export of `keys` (`scope` says which: filters, selection) and stream them.
+
+    Codes are included only for staff who may see them; the rows are read in chunks.
+    """
+    ensure_active(actor)
+    if not actor.is_staff:
+        raise PermissionDenied()
+    with_codes = key_codes_visible(actor)
+    log_event(category=Category.MODERATION, action="keys.export", actor=actor,
+              data={"scope": scope[:500], "with_codes": with_codes})
+    return KeyExport(with_codes=with_codes,
+                     keys=keys.select_related("product").iterator(chunk_size=INSERT_BATCH))
+
+
+def key_batch_export(*, actor: User, batch: uuid.UUID) -> Iterator[LicenseKey]:
+    """The codes of one batch for the staff member to hand out; journaled as keys.export."""
+    ensure_active(actor)
+    if not key_codes_visible(actor):
+        raise PermissionDenied()
+    log_event(category=Category.MODERATION, action="keys.export", actor=actor,
+              data={"scope": f"batch={batch}", "batch": str(batch), "with_codes": True})
+    return (LicenseKey.objects.filter(batch=batch).select_related("product").order_by("id")
+            .iterator(chunk_size=INSERT_BATCH))

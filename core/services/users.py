@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from core.models import Invite, Role, User
 from core.services.access import ensure_can_grant, ensure_capability, ensure_outranks
 from core.services.invites import INVITE_BODY_LEN, INVITE_PREFIX, invite_code_digest
 from core.services.logs import Category, log_event
-from core.services.rolesync import role_sync_request
+from core.services.rolesync import member_strip_soon, role_sync_request
 
 USERNAME_MAX = 32
 
@@ -162,3 +163,181 @@ def admin_bootstrap(*, username: str, password: str | None) -> tuple[User, str |
     log_event(category=Category.MODERATION, action="user.bootstrap_admin", target=user)
     return user, generated
 
+
+
+# Staff admin: account management. Every function checks the capability and the rank rules
+# itself (the admin only parses input) and journals under moderation.
+
+PROFILE_FIELDS = frozenset({"email", "first_name", "last_name", "can_invite"})
+
+
+def _locked_target(user: User) -> User:
+    return User.objects.select_for_update(of=("self",)).select_related("role").get(pk=user.pk)
+
+
+def user_update_profile(*, actor: User, user: User, changes: dict[str, object]) -> User:
+    """Edit the plain profile fields; role, staff flags and password have their own services."""
+    ensure_capability(actor, "manage_users")
+    unknown = set(changes) - PROFILE_FIELDS
+    if unknown:
+        raise InvalidInput(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
+    email = changes.get("email")
+    if isinstance(email, str) and email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise InvalidInput("Enter a valid e-mail address.",
+                               fields={"email": "invalid"}) from None
+    with transaction.atomic():
+        target = _locked_target(user)
+        ensure_outranks(actor, target)
+        diff = {name: [getattr(target, name), value] for name, value in changes.items()
+                if getattr(target, name) != value}
+        if not diff:
+            return target
+        for name, (_, value) in diff.items():
+            setattr(target, name, value)
+        target.save(update_fields=list(diff))
+        log_event(category=Category.MODERATION, action="user.update", actor=actor,
+                  target=target, data={"changes": diff})
+    return target
+
+
+def user_set_password(*, actor: User, user: User, password: str) -> None:
+    """Set another member's password (Admin); their sessions end with the old password."""
+    ensure_capability(actor, "set_passwords")
+    with transaction.atomic():
+        target = _locked_target(user)
+        ensure_outranks(actor, target)
+        try:
+            validate_password(password, user=target)
+        except ValidationError as exc:
+            raise InvalidInput("Password is too weak.",
+                               fields={"password": exc.messages}) from None
+        target.set_password(password)
+        User.objects.filter(pk=target.pk).update(password=target.password,
+                                                  session_epoch=F("session_epoch") + 1)
+        # Never the password itself, only that it changed.
+        log_event(category=Category.MODERATION, action="user.set_password", actor=actor,
+                  target=target)
+
+
+def user_delete(*, actor: User, user: User) -> str:
+    """Delete an account and what hangs off it (subscriptions, invites, devices).
+
+    Journaled first, with the name and role, because the entry outlives the account (its
+    target becomes NULL, the names stay). Returns the deleted username.
+    """
+    ensure_capability(actor, "delete_users")
+    with transaction.atomic():
+        target = _locked_target(user)
+        ensure_outranks(actor, target)
+        username = target.get_username()
+        log_event(category=Category.MODERATION, action="user.delete", actor=actor,
+                  target=target,
+                  data={"user_id": target.pk, "username": username,
+                        "role": target.role.key if target.role else None,
+                        "discord_id": str(target.discord_id) if target.discord_id else None})
+        if target.discord_id is not None:
+            # The outbox row is deleted with the account; strip the Discord roles explicitly.
+            member_strip_soon(discord_id=target.discord_id)
+        target.delete()
+    return username
+
+
+def user_resync_discord(*, actor: User, user: User) -> None:
+    """Queue a Discord role sync for the member (their roles are recomputed from the site)."""
+    ensure_capability(actor, "manage_users")
+    target = User.objects.select_related("role").get(pk=user.pk)
+    ensure_outranks(actor, target)
+    with transaction.atomic():
+        role_sync_request(user_id=target.pk, reason="staff_resync")
+        log_event(category=Category.MODERATION, action="user.resync_discord", actor=actor,
+                  target=target)
+
+
+def user_reset_hwid(*, actor: User, user: User) -> int:
+    """Unbind the machine of every subscription of the member; returns how many were bound."""
+    from core.models import Subscription
+    from core.services.licensing import subscription_reset_hwid
+
+    ensure_capability(actor, "manage_users")
+    target = User.objects.select_related("role").get(pk=user.pk)
+    ensure_outranks(actor, target)
+    bound = 0
+    with transaction.atomic():
+        for sub_id, hwid in Subscription.objects.filter(user=target).values_list(
+            "pk", "hwid_digest"
+        ):
+            subscription_reset_hwid(actor=actor, subscription_id=sub_id)
+            bound += bool(hwid)
+    return bound
+
+
+# Invite branches: a member and everyone below them in the invite tree.
+
+@dataclass(frozen=True)
+class BranchResult:
+    changed: int
+    skipped: int
+    unchanged: int
+    truncated: bool
+
+
+def invite_branch_disable(*, actor: User, root: User) -> BranchResult:
+    """Stop the whole branch from creating invites (User.can_invite = False).
+
+    Members the actor may not act on (equal or higher rank, the actor themselves) are
+    skipped and counted; one journal entry records the counts.
+    """
+    from core.selectors.users import invite_branch_ids
+
+    ensure_capability(actor, "manage_users")
+    branch = invite_branch_ids(root_id=root.pk)
+    with transaction.atomic():
+        members = list(
+            User.objects.select_for_update(of=("self",)).select_related("role")
+            .filter(pk__in=branch.ids)
+        )
+        allowed = [m for m in members if m.pk != actor.pk and m.rank < actor.rank]
+        to_change = [m.pk for m in allowed if m.can_invite]
+        User.objects.filter(pk__in=to_change).update(can_invite=False)
+        result = BranchResult(changed=len(to_change), skipped=len(members) - len(allowed),
+                              unchanged=len(allowed) - len(to_change),
+                              truncated=branch.truncated)
+        log_event(category=Category.MODERATION, action="invites.branch_disable", actor=actor,
+                  target=root, data={"changed": result.changed, "skipped": result.skipped,
+                                     "unchanged": result.unchanged,
+                                     "truncated": result.truncated})
+    return result
+
+
+def invite_branch_ban(
+    *, actor: User, root: User, reason: str, ends_at: datetime | None = None
+) -> BranchResult:
+    """Ban the member and everyone below them, one ban (and journal entry) per member.
+
+    Members the actor may not act on are skipped, already banned ones counted as unchanged;
+    the bans are independent, so one refusal does not undo the others.
+    """
+    from core.errors import AlreadyBanned, RankViolation
+    from core.selectors.users import invite_branch_ids
+    from core.services.bans import ban_create
+
+    ensure_capability(actor, "ban_users")
+    branch = invite_branch_ids(root_id=root.pk)
+    changed = skipped = unchanged = 0
+    for member in User.objects.select_related("role").filter(pk__in=branch.ids).order_by("pk"):
+        try:
+            ban_create(actor=actor, user=member, reason=reason, ends_at=ends_at)
+        except RankViolation:
+            skipped += 1
+        except AlreadyBanned:
+            unchanged += 1
+        else:
+            changed += 1
+    log_event(category=Category.MODERATION, action="users.branch_ban", actor=actor,
+              target=root, data={"banned": changed, "skipped": skipped,
+                                 "already_banned": unchanged, "truncated": branch.truncated})
+    return BranchResult(changed=changed, skipped=skipped, unchanged=unchanged,
+                        truncated=branch.truncated)
