@@ -174,6 +174,15 @@ class RateLimits:
     def _k(self, *parts: str) -> str:
         return ":".join((CACHE_PREFIX, *parts))
 
+    @staticmethod
+    def _ttl(seconds: float) -> int:
+        """A cache timeout in whole seconds, rounded up.
+
+        Redis keeps whole seconds only (Django truncates, and 0 means "do not keep"), so a
+        fractional TTL must round up, never down, to last at least as long as asked.
+        """
+        return max(1, math.ceil(seconds))
+
     # Global limit ------------------------------------------------------------------------
     def global_delay(self) -> float:
         """Take a slot of the global limit now (0.0) or say how long to wait for one."""
@@ -205,21 +214,30 @@ class RateLimits:
         return window, reset_at, limit
 
     def bucket_delay(self, route: Route) -> float:
-        """Reserve one request in the route's bucket (0.0) or say how long to wait first."""
+        """Reserve one request in the route's bucket (0.0) or say how long to wait first.
+
+        The caller counts the request in flight (`sending`) *before* asking, and calls
+        `done` if told to wait: an answer revealing a new window, learnt by another worker
+        meanwhile, then discounts the reservation (see learn) although it is not sent yet.
+        """
         now = self.clock()
         blocked = self.cache.get(self._k("route-until", route.key))
         if blocked is not None and blocked > now:
             return float(blocked) - now
         bucket = self.cache.get(self._k("route", route.key))
-        if bucket is None:
-            # Unknown route: one request goes alone and its answer tells every worker the
-            # bucket and its limit; the others wait for it instead of guessing.
+        state = self._bucket_state(bucket) if bucket is not None else (None, None, None)
+        window, reset_at, limit = state
+        if window is None or reset_at is None or limit is None:
+            # Unknown route (or its state is gone): one request goes alone and its answer
+            # tells every worker the bucket and its limit; the others wait for it instead
+            # of guessing.
             if self.cache.add(self._k("scout", route.key), 1, timeout=SCOUT_TTL):
                 return 0.0
             return PROVISIONAL_WAIT
-        window, reset_at, limit = self._bucket_state(bucket)
-        if window is None or reset_at is None or limit is None:
-            return 0.0
+        # The clock is read after the state, itself read after the caller counted us in
+        # flight: whoever starts the provisional counter below has then either counted us
+        # or made us see the window as over too (reset_at only ever comes earlier, learn).
+        now = self.clock()
         if now < reset_at:
             key = self._k("left", bucket, f"{window:.3f}")
             wait = reset_at - now
@@ -227,12 +245,16 @@ class RateLimits:
             key = self._k("next", bucket, f"{window:.3f}")
             # Short-lived: should no answer reveal the new window (answers without bucket
             # headers), the next window's allowance starts again instead of locking us out.
-            self.cache.add(key, limit - self._in_flight(route), timeout=PROVISIONAL_TTL)
+            # In flight counts this very request (the caller's), which the decrement takes.
+            others = max(self._in_flight(route) - 1, 0)
+            self.cache.add(key, int(limit) - others, timeout=self._ttl(PROVISIONAL_TTL))
             wait = PROVISIONAL_WAIT  # until an answer reveals the new window
         try:
             left = self.cache.decr(key)
         except ValueError:
-            return 0.0
+            # The counter expired between add and decr (or was never kept): refuse and look
+            # again shortly, rather than send without a reservation.
+            return max(min(wait, PROVISIONAL_WAIT), 0.001)
         return 0.0 if left >= 0 else max(wait, 0.001)
 
     def sending(self, route: Route) -> None:
@@ -253,13 +275,18 @@ class RateLimits:
         """The first request of a route has its answer: others may go (see bucket_delay)."""
         self.cache.delete(self._k("scout", route.key))
 
-    def learn(self, route: Route, headers: Mapping[str, str]) -> None:
+    def learn(self, route: Route, headers: Mapping[str, str], *, counted: bool = False) -> None:
         """Remember a response's bucket state for every worker.
 
         Answers to concurrent requests arrive in any order, so within one window the count
         left only ever goes down; a new window starts from the answer's count minus the
         requests still in flight, which it may not include yet.
+
+        `counted`: the answered request still counts in flight (the client calls done()
+        only after learning, so it is never invisible to a worker starting the provisional
+        counter before its window is recorded); it is then not discounted twice.
         """
+        me = 1 if counted else 0
         name = headers.get("x-ratelimit-bucket")
         remaining = _float(headers.get("x-ratelimit-remaining"))
         reset_after = _float(headers.get("x-ratelimit-reset-after"))
@@ -269,12 +296,11 @@ class RateLimits:
         window = _float(headers.get("x-ratelimit-reset")) or now + reset_after
         limit_header = _float(headers.get("x-ratelimit-limit"))
         bucket = f"{name}:{route.major}"
-        self.cache.set(self._k("route", route.key), bucket, timeout=3600)
         lock = self._k("lock", bucket)
         # A short critical section: answers of concurrent requests must not overwrite each
         # other's view (a new window lost here would let the next one overshoot).
         for _ in range(LOCK_SPINS):
-            if self.cache.add(lock, 1, timeout=2):
+            if self.cache.add(lock, 1, timeout=self._ttl(2)):
                 break
             time.sleep(0.001)
         try:
@@ -284,29 +310,54 @@ class RateLimits:
             if known is not None and window <= known + WINDOW_SLACK:
                 key = self._k("left", bucket, f"{known:.3f}")
                 current = self.cache.get(key)
-                left = int(remaining) if current is None else min(int(remaining), int(current))
+                if current is None:
+                    self.cache.add(key, int(remaining), timeout=BUCKET_TTL)
+                elif int(current) > int(remaining):
+                    # Lower by the difference, never overwrite: workers reserve (decrement)
+                    # concurrently, and a plain set would hand their places out again.
+                    with contextlib.suppress(ValueError):
+                        self.cache.decr(key, int(current) - int(remaining))
+                # Every answer's now + reset_after is at or after the window's true end;
+                # the earliest is the tightest. Never later: a worker that already treated
+                # the window as over must not be followed by one reserving in it.
                 reset_key = self._k("reset", bucket)
-                reset_at = max(now + reset_after, float(self.cache.get(reset_key) or 0))
-                self.cache.set_many({key: left, reset_key: reset_at}, timeout=BUCKET_TTL)
+                stored = self.cache.get(reset_key)
+                reset_at = now + reset_after
+                if stored is None or reset_at < float(stored):
+                    self.cache.set(reset_key, reset_at, timeout=BUCKET_TTL)
+                self._remember_route(route, bucket)
                 return
-            in_flight = self._in_flight(route)
+            in_flight = max(self._in_flight(route) - me, 0)
             limit = int(limit_header) if limit_header else max(limit or 0, int(remaining) + 1)
+            left_key = self._k("left", bucket, f"{window:.3f}")
             self.cache.set_many(
                 {
                     self._k("window", bucket): window,
                     self._k("reset", bucket): now + reset_after,
                     self._k("limit", bucket): limit,
-                    self._k("left", bucket, f"{window:.3f}"): int(remaining) - in_flight,
+                    left_key: int(remaining) - in_flight,
                 },
                 timeout=BUCKET_TTL,
             )
+            # A reservation counted in flight after the read above may still have seen the
+            # previous window: discount what arrived meanwhile too.
+            late = max(self._in_flight(route) - me, 0) - in_flight
+            if late > 0:
+                with contextlib.suppress(ValueError):
+                    self.cache.decr(left_key, late)
+            self._remember_route(route, bucket)
         finally:
             self.cache.delete(lock)
+
+    def _remember_route(self, route: Route, bucket: str) -> None:
+        # Only once the bucket's state is stored: a worker seeing the route's bucket must
+        # find its window, or it would have nothing to reserve against.
+        self.cache.set(self._k("route", route.key), bucket, timeout=BUCKET_TTL)
 
     def block(self, route: Route, retry_after: float, *, is_global: bool) -> None:
         """After a 429: nobody sends on this route (or at all, if global) until it passes."""
         until = self.clock() + retry_after
-        ttl = math.ceil(retry_after) + 5
+        ttl = self._ttl(retry_after) + 5
         if is_global:
             self.cache.set(self._k("global-until"), until, timeout=ttl)
         else:
@@ -478,12 +529,22 @@ class DiscordClient:
         self.sleep(delay)
 
     def _take_slot(self, route: Route, *, deadline: float | None) -> None:
-        while (delay := self.limits.bucket_delay(route)) > 0:
+        """Reserve a place in the route's bucket and the global limit.
+
+        On return the request counts as in flight (call limits.done() once answered): it
+        does from before its reservation, so a new window learnt meanwhile discounts it.
+        """
+        while True:
+            self.limits.sending(route)
+            if (delay := self.limits.bucket_delay(route)) <= 0:
+                break
+            self.limits.done(route)
             self._wait(delay, deadline=deadline, what=f"bucket {route.name}")
         try:
             while (delay := self.limits.global_delay()) > 0:
                 self._wait(delay, deadline=deadline, what="global rate limit")
         except DiscordError:
+            self.limits.done(route)
             self.limits.scouted(route)  # we may be the route's scout: let others go
             raise
 
@@ -516,7 +577,6 @@ class DiscordClient:
             if self.limits.invalid_budget_spent():
                 raise DiscordUnavailable("invalid-request budget for these 10 minutes is spent")
             self._take_slot(route, deadline=deadline)
-            self.limits.sending(route)
             try:
                 response = self._http.request(
                     method, url, headers=headers, json=json_body, params=params
@@ -534,8 +594,10 @@ class DiscordClient:
                 self._wait(BACKOFF_BASE * 2 ** (failures - 1), deadline=deadline,
                            what=f"{route.name}: {type(exc).__name__}", error=DiscordUnavailable)
                 continue
-            self.limits.done(route)
-            self.limits.learn(route, response.headers)
+            try:
+                self.limits.learn(route, response.headers, counted=True)
+            finally:
+                self.limits.done(route)
             self.limits.scouted(route)
             status = response.status_code
             if status == 429:
