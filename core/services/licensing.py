@@ -20,7 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from core.crypto import digest
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput
 from core.models import LicenseKey, LoaderRelease, Product, Subscription, User
 from core.selectors.licensing import (
     license_key_by_digest,
@@ -28,10 +28,11 @@ from core.selectors.licensing import (
     subscription_by_slug,
     subscription_of,
 )
-from core.services.access import ensure_capability, ensure_outranks
+from core.services.access import ensure_capability
 from core.services.keys import key_lookup_digest
 from core.services.logs import Category, log_event
 from core.services.ratelimit import rate_limit
+from core.services.subscriptions import subscription_lock_for_staff
 
 
 @dataclass(frozen=True)
@@ -220,15 +221,7 @@ def subscription_reset_hwid(*, actor: User, subscription_id: int) -> Subscriptio
     """Forget the bound machine; the next licence check binds a new one."""
     ensure_capability(actor, "manage_users")
     with transaction.atomic():
-        subscription = (
-            Subscription.objects.select_for_update(of=("self",))
-            .select_related("user__role", "product")
-            .filter(pk=subscription_id)
-            .first()
-        )
-        if subscription is None:
-            raise NotFound("Subscription not found.")
-        ensure_outranks(actor, subscription.user)
+        subscription = subscription_lock_for_staff(actor=actor, subscription_id=subscription_id)
         had_hwid = bool(subscription.hwid_digest)
         subscription.hwid_digest = ""
         subscription.save(update_fields=["hwid_digest", "updated_at"])

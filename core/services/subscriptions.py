@@ -17,6 +17,23 @@ REASON_MAX = 500
 MAX_ADJUST = timedelta(days=3650)
 
 
+def subscription_lock_for_staff(*, actor: User, subscription_id: int) -> Subscription:
+    """Lock a subscription for a staff change, refusing owners the actor does not outrank.
+
+    Call inside atomic(); the owner's role comes along for the rank check.
+    """
+    subscription = (
+        Subscription.objects.select_for_update(of=("self",))
+        .select_related("user__role", "product")
+        .filter(pk=subscription_id)
+        .first()
+    )
+    if subscription is None:
+        raise NotFound("Subscription not found.")
+    ensure_outranks(actor, subscription.user)
+    return subscription
+
+
 def subscription_adjust(
     *, actor: User, subscription_id: int, delta: timedelta, reason: str
 ) -> Subscription:
@@ -36,15 +53,7 @@ def subscription_adjust(
                            fields={"delta": str(delta)})
     now = timezone.now()
     with transaction.atomic():
-        subscription = (
-            Subscription.objects.select_for_update(of=("self",))
-            .select_related("user__role", "product")
-            .filter(pk=subscription_id)
-            .first()
-        )
-        if subscription is None:
-            raise NotFound("Subscription not found.")
-        ensure_outranks(actor, subscription.user)
+        subscription = subscription_lock_for_staff(actor=actor, subscription_id=subscription_id)
         old_expires = subscription.expires_at
         if delta > timedelta(0):
             if old_expires <= now:
