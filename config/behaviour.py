@@ -60,6 +60,8 @@ DEFAULT_RATE_LIMITS: dict[str, str] = {
     "bot_discord": "30/m",
     "bot_code_discord": "5/m",
     "bot_redeem_discord": "10/m",
+    "resync_account": "3/10m",
+    "password_account": "10/h",
 }
 _PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -92,6 +94,8 @@ class Behaviour:
     registration_ip_window_hours: int = 24
     key_prefix: str = "ZSPB"
     key_batch_max: int = 100_000
+    # A member may unbind their own machine once per this many days; 0 = staff only.
+    hwid_self_reset_cooldown_days: int = 7
     journals: dict[str, JournalSpec] = field(default_factory=dict)
     rate_limits: dict[str, Rate] = field(
         default_factory=lambda: {k: parse_rate(v) for k, v in DEFAULT_RATE_LIMITS.items()}
@@ -189,6 +193,7 @@ def load_behaviour(path: Path) -> Behaviour:
     link = data.get("discord_link") or {}
     registration = data.get("registration") or {}
     keys_cfg = data.get("keys") or {}
+    licensing = data.get("licensing") or {}
     prefix = keys_cfg.get("prefix", "ZSPB")
     if not isinstance(prefix, str) or not (prefix.isascii() and prefix.isalnum()) or not (
         1 <= len(prefix) <= 8
@@ -230,6 +235,9 @@ def load_behaviour(path: Path) -> Behaviour:
                                           registration.get("ip_window_hours", 24)),
         key_prefix=prefix.upper(),
         key_batch_max=_int(path, "keys.batch_max", keys_cfg.get("batch_max", 100_000), minimum=1),
+        hwid_self_reset_cooldown_days=_int(
+            path, "licensing.hwid_self_reset_cooldown_days",
+            licensing.get("hwid_self_reset_cooldown_days", 7)),
         journals=journals,
         rate_limits=rate_limits,
     )
