@@ -7,7 +7,7 @@ from api.auth import current_user, member_auth
 from api.errors import ERRORS
 from api.net import client_ip
 from api.schemas import Code
-from core.services.discord_link import discord_unlink, link_code_consume
+from core.services.discord_link import discord_roles_resync, discord_unlink, link_code_consume
 from core.services.ratelimit import rate_limit
 
 router = Router(tags=["discord"], auth=member_auth)
@@ -41,4 +41,11 @@ def link(request: HttpRequest, body: LinkIn) -> LinkOut:
                summary="Unlink my Discord account")
 def unlink(request: HttpRequest) -> OkOut:
     discord_unlink(user=current_user(request))
+    return OkOut(ok=True)
+
+
+@router.post("/resync", response={200: OkOut, **ERRORS}, operation_id="discord_resync",
+             summary="Put my Discord roles back as the site says (queues a role sync)")
+def resync(request: HttpRequest) -> OkOut:
+    discord_roles_resync(user=current_user(request))
     return OkOut(ok=True)

@@ -4,7 +4,6 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 from ninja import Router, Schema, Status
 from ninja.pagination import paginate
 
@@ -13,12 +12,7 @@ from api.errors import ERRORS
 from api.pagination import Page
 from api.schemas import PathId
 from core.models import Invite
-from core.selectors.invites import (
-    invite_quota,
-    invites_counted_this_month,
-    invites_of_user,
-    month_start,
-)
+from core.selectors.invites import invite_quota_status, invites_of_user
 from core.services.invites import invite_create, invite_revoke
 
 router = Router(tags=["invites"], auth=member_auth)
@@ -35,9 +29,7 @@ class InviteOut(Schema):
 
     @staticmethod
     def resolve_status(invite: Invite) -> str:
-        if invite.status == Invite.Status.ACTIVE and invite.expires_at <= timezone.now():
-            return "expired"
-        return str(invite.status)
+        return invite.effective_status
 
     @staticmethod
     def resolve_code(invite: Invite) -> str | None:
@@ -78,12 +70,5 @@ def revoke_invite(request: HttpRequest, invite_id: PathId) -> Invite:
 @router.get("/quota", response={200: QuotaOut, **ERRORS}, operation_id="invites_quota",
             summary="Invites left this calendar month")
 def quota(request: HttpRequest) -> QuotaOut:
-    user = current_user(request)
-    now = timezone.now()
-    total = invite_quota(user=user)
-    used = invites_counted_this_month(user=user, now=now)
-    start = month_start(now)
-    resets_at = (start.replace(year=start.year + 1, month=1) if start.month == 12
-                 else start.replace(month=start.month + 1))
-    return QuotaOut(quota=total, used=used, left=None if total is None else max(total - used, 0),
-                    resets_at=resets_at)
+    return QuotaOut.model_validate(invite_quota_status(user=current_user(request)),
+                                   from_attributes=True)

@@ -12,6 +12,7 @@ from api.net import client_ip
 from api.schemas import Code
 from core.models import Subscription
 from core.services.keys import key_redeem
+from core.services.licensing import hwid_self_reset_cooldown
 from core.services.ratelimit import rate_limit
 
 router = Router(tags=["keys"], auth=member_auth)
@@ -27,6 +28,11 @@ class SubscriptionOut(Schema):
     started_at: datetime
     expires_at: datetime
     active: bool
+    machine_bound: bool
+    # When the member may unbind the machine themselves; null = now (or never, when the
+    # site allows staff resets only: see machine_self_reset).
+    machine_reset_available_at: datetime | None
+    machine_self_reset: bool
     # The server's clock, so pages count down without trusting the visitor's clock.
     now: datetime
 
@@ -41,6 +47,19 @@ class SubscriptionOut(Schema):
     @staticmethod
     def resolve_active(sub: Subscription) -> bool:
         return sub.expires_at > timezone.now()
+
+    @staticmethod
+    def resolve_machine_bound(sub: Subscription) -> bool:
+        return bool(sub.hwid_digest)
+
+    @staticmethod
+    def resolve_machine_reset_available_at(sub: Subscription) -> datetime | None:
+        cooldown = hwid_self_reset_cooldown()
+        return sub.hwid_self_reset_available_at(cooldown) if cooldown else None
+
+    @staticmethod
+    def resolve_machine_self_reset(sub: Subscription) -> bool:
+        return hwid_self_reset_cooldown() is not None
 
     @staticmethod
     def resolve_now(sub: Subscription) -> datetime:

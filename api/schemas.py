@@ -22,3 +22,6 @@ Username = Annotated[str, StringConstraints(pattern=r"^[\w.@+-]+$", min_length=1
                                             max_length=32)]
 Password = Annotated[str, StringConstraints(pattern=r"^[^\x00]+$", min_length=1, max_length=128)]
 Email = Annotated[str, StringConstraints(pattern=rf"^{_PLAIN}*$", max_length=254)]
+# A product's slug (SlugField) in a path.
+Slug = Annotated[str, StringConstraints(pattern=r"^[-a-zA-Z0-9_]+$", min_length=1,
+                                        max_length=50)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth import login as django_login
+from django.contrib.auth import update_session_auth_hash
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from ninja import Router, Schema, Status
@@ -16,7 +17,7 @@ from api.schemas import Code, Email, Password, Username
 from core.models import User
 from core.services.auth import user_login, user_logout
 from core.services.ratelimit import rate_limit
-from core.services.users import user_register
+from core.services.users import user_change_password, user_end_sessions, user_register
 
 router = Router(tags=["auth"])
 
@@ -35,6 +36,11 @@ class RegisterIn(Schema):
     username: Username
     password: Password
     email: Email = ""
+
+
+class PasswordIn(Schema):
+    old_password: Password
+    new_password: Password
 
 
 class MeOut(Schema):
@@ -106,3 +112,24 @@ def register(request: HttpRequest, body: RegisterIn) -> Status:
             summary="The logged-in member")
 def me(request: HttpRequest) -> MeOut:
     return _me(current_user(request))
+
+
+@router.post("/password", auth=member_auth, response={200: OkOut, **ERRORS},
+             operation_id="auth_change_password",
+             summary="Change my password; every other session ends")
+def change_password(request: HttpRequest, body: PasswordIn) -> OkOut:
+    user = user_change_password(user=current_user(request), old_password=body.old_password,
+                                new_password=body.new_password)
+    update_session_auth_hash(request, user)  # this session survives, the others do not
+    return OkOut(ok=True)
+
+
+@router.post("/end-other-sessions", auth=member_auth, response={200: OkOut, **ERRORS},
+             operation_id="auth_end_other_sessions",
+             summary="Log out everywhere else (other browsers and devices)")
+def end_other_sessions(request: HttpRequest) -> OkOut:
+    user = current_user(request)
+    user_end_sessions(actor=user, user=user)
+    user.refresh_from_db(fields=["session_epoch"])
+    update_session_auth_hash(request, user)
+    return OkOut(ok=True)

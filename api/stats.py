@@ -40,6 +40,7 @@ class UserStatsOut(Schema):
     invite_quota: int | None
     invites_left_this_month: int | None
     keys_redeemed: int
+    days_left_total: int
     discord_linked: bool
     discord_username: str
     banned: bool

@@ -78,6 +78,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = (
     env_str("SITE_URL", f"http://127.0.0.1:{env_int('PORT', 8000, minimum=1)}") or ""
 ).rstrip("/")
+LOGIN_URL = "/login"
 # Number of reverse proxies (nginx) in front of gunicorn, for client IP resolution.
 NUM_PROXIES = env_int("NUM_PROXIES", 0 if DEBUG else 1, minimum=0)
 NINJA_NUM_PROXIES = NUM_PROXIES
@@ -142,6 +143,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "api.pages.base.server_now",
             ],
         },
     },

@@ -3,13 +3,21 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from api import pages
 from api.api import api
+from api.pages import auth, member
 
 urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("api/", api.urls),
-    path("register", pages.register, name="register"),
-    path("", pages.home, name="home"),
+    path("login", auth.login_page, name="login"),
+    path("logout", auth.logout_page, name="logout"),
+    path("register", auth.register, name="register"),
+    path("invites", member.invites, name="invites"),
+    path("redeem", member.redeem, name="redeem"),
+    path("discord", member.discord, name="discord"),
+    path("download", member.download, name="download"),
+    path("machine", member.machine, name="machine"),
+    path("account", member.account, name="account"),
+    path("", member.dashboard, name="home"),
 ]

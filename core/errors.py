@@ -154,3 +154,24 @@ class InvokerNotLinked(PermissionDenied):
         "Your Discord account is not linked to a site account: run /code here and enter the "
         "code on the site's Discord page."
     )
+
+
+# Machine binding
+class MachineNotBound(Conflict):
+    code = "machine_not_bound"
+    default_message = "No machine is bound to this subscription yet."
+
+
+class MachineResetCooldown(Conflict):
+    code = "machine_reset_cooldown"
+    default_message = "You have reset this machine binding recently; try again later."
+
+
+class MachineResetDisabled(PermissionDenied):
+    code = "machine_reset_disabled"
+    default_message = "Only staff can reset a machine binding on this site."
+
+
+class DiscordOff(Conflict):
+    code = "discord_off"
+    default_message = "Discord is not connected to this site."

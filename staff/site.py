@@ -12,6 +12,7 @@ from functools import update_wrapper
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
 from django.urls import URLPattern, URLResolver, path
 from unfold.sites import UnfoldAdminSite
 
@@ -48,6 +49,10 @@ class StaffAdminSite(UnfoldAdminSite):
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         # Only GET: a POST logs in (possibly as someone else) and then meets the gate anyway.
         if request.method == "GET":
+            user = request.user
+            if user.is_authenticated and not user.is_staff:
+                # Members have their own login and pages; the staff login is not for them.
+                return redirect("home")
             step = twofactor.pending_step(request, site=self)
             if step is not None:
                 return step

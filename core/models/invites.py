@@ -54,3 +54,10 @@ class Invite(models.Model):
     def is_usable(self, at: object = None) -> bool:
         now = at or timezone.now()
         return self.status == self.Status.ACTIVE and self.expires_at > now  # type: ignore[operator]
+
+    @property
+    def effective_status(self) -> str:
+        """The status as a member sees it: an active invite past its expiry is "expired"."""
+        if self.status == self.Status.ACTIVE and self.expires_at <= timezone.now():
+            return "expired"
+        return str(self.status)

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -14,6 +16,8 @@ class Subscription(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     hwid_digest = models.CharField(max_length=64, blank=True)
+    # When the member last unbound the machine themselves (the cooldown counts from here).
+    hwid_self_reset_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -29,3 +33,11 @@ class Subscription(models.Model):
     @property
     def is_active(self) -> bool:
         return self.expires_at > timezone.now()
+
+    def hwid_self_reset_available_at(self, cooldown: timedelta,
+                                     now: datetime | None = None) -> datetime | None:
+        """When the member may next unbind the machine themselves; None means now."""
+        if self.hwid_self_reset_at is None:
+            return None
+        at = self.hwid_self_reset_at + cooldown
+        return at if at > (now or timezone.now()) else None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import QuerySet
@@ -38,6 +39,27 @@ def invite_quota_left(*, user: User, now: datetime | None = None) -> int | None:
         return None
     used = invites_counted_this_month(user=user, now=now or timezone.now())
     return max(quota - used, 0)
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    quota: int | None  # None = unlimited
+    used: int
+    left: int | None
+    resets_at: datetime
+
+
+def invite_quota_status(*, user: User, now: datetime | None = None) -> QuotaStatus:
+    """This month's quota, what is used of it and when it starts again."""
+    now = now or timezone.now()
+    total = invite_quota(user=user)
+    used = invites_counted_this_month(user=user, now=now)
+    start = month_start(now)
+    resets_at = (start.replace(year=start.year + 1, month=1) if start.month == 12
+                 else start.replace(month=start.month + 1))
+    return QuotaStatus(quota=total, used=used,
+                       left=None if total is None else max(total - used, 0),
+                       resets_at=resets_at)
 
 
 def invites_of_user(*, user: User) -> QuerySet[Invite]:

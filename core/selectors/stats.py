@@ -34,6 +34,7 @@ class UserStats:
     invite_quota: int | None
     invites_left_this_month: int | None
     keys_redeemed: int
+    days_left_total: int
     discord_linked: bool
     discord_username: str
     banned: bool
@@ -73,6 +74,9 @@ def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
         invite_quota=quota,
         invites_left_this_month=None if quota is None else max(quota - used_this_month, 0),
         keys_redeemed=redeemed,
+        # Whole days left across every active subscription.
+        days_left_total=sum(int((s.expires_at - now).total_seconds() // 86400)
+                            for s in subs if s.active),
         discord_linked=user.discord_id is not None,
         discord_username=user.discord_username,
         banned=ban is not None and ban.is_active,

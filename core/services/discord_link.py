@@ -7,10 +7,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from core.crypto import digest, normalize_code, random_code
+from core.discord.rest import discord_enabled
 from core.errors import (
     AccountAlreadyLinked,
     Conflict,
     DiscordAlreadyLinked,
+    DiscordOff,
     LinkCodeInvalid,
     NotLinked,
     ZspbError,
@@ -18,6 +20,8 @@ from core.errors import (
 from core.models import DiscordLinkCode, User
 from core.services.access import ensure_active
 from core.services.logs import Category, log_event
+from core.services.ratelimit import rate_limit
+from core.services.realtime import member_notify
 from core.services.rolesync import role_sync_request
 
 LINK_CODE_GROUPS = 2
@@ -106,6 +110,8 @@ def _consume(*, user: User, code: str, ip: str | None) -> User:
         role_sync_request(user_id=locked.pk, reason="link")
         log_event(category=Category.USER, action="discord.link", actor=locked,
                   data={"discord_id": str(link.discord_id)}, ip=ip)
+        member_notify(user_id=locked.pk, event="discord_linked",
+                      data={"discord_username": locked.discord_username})
     return locked
 
 
@@ -123,3 +129,17 @@ def discord_unlink(*, user: User) -> None:
         role_sync_request(user_id=locked.pk, reason=f"unlink:{previous}")
         log_event(category=Category.USER, action="discord.unlink", actor=locked,
                   data={"discord_id": str(previous)})
+        member_notify(user_id=locked.pk, event="discord_unlinked")
+
+
+def discord_roles_resync(*, user: User) -> None:
+    """The member asks for their Discord roles to be put back (after someone edited them by
+    hand): a role sync is queued, as staff's "resync" does. Throttled per account."""
+    if not discord_enabled():
+        raise DiscordOff()
+    if user.discord_id is None:
+        raise NotLinked()
+    rate_limit(scope="resync_account", ident=str(user.pk))
+    with transaction.atomic():
+        role_sync_request(user_id=user.pk, reason="member_resync")
+        log_event(category=Category.USER, action="discord.resync", actor=user)

@@ -12,15 +12,24 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.crypto import digest
-from core.errors import InvalidInput
+from core.errors import (
+    InvalidInput,
+    MachineNotBound,
+    MachineResetCooldown,
+    MachineResetDisabled,
+    NotFound,
+)
 from core.models import LicenseKey, LoaderRelease, Product, Subscription, User
 from core.selectors.licensing import (
     license_key_by_digest,
@@ -229,4 +238,37 @@ def subscription_reset_hwid(*, actor: User, subscription_id: int) -> Subscriptio
                   target=subscription.user,
                   data={"subscription_id": subscription.pk, "product": subscription.product.slug,
                         "had_hwid": had_hwid})
+    return subscription
+
+
+def hwid_self_reset_cooldown() -> timedelta | None:
+    """How long a member waits between two self-resets; None when only staff may reset."""
+    days = settings.ZSPB.hwid_self_reset_cooldown_days
+    return timedelta(days=days) if days else None
+
+
+def subscription_hwid_self_reset(*, user: User, product_slug: str) -> Subscription:
+    """The member unbinds the machine of their own subscription (moving to a new computer),
+    at most once per cooldown; the next licence check binds the new machine."""
+    cooldown = hwid_self_reset_cooldown()
+    if cooldown is None:
+        raise MachineResetDisabled()
+    now = timezone.now()
+    with transaction.atomic():
+        subscription = (Subscription.objects.select_for_update(of=("self",))
+                        .select_related("product")
+                        .filter(user=user, product__slug=product_slug).first())
+        if subscription is None:
+            raise NotFound(_("You have no subscription for this product."))
+        if not subscription.hwid_digest:
+            raise MachineNotBound()
+        available_at = subscription.hwid_self_reset_available_at(cooldown, now=now)
+        if available_at is not None:
+            raise MachineResetCooldown(retry_at=available_at.isoformat())
+        subscription.hwid_digest = ""
+        subscription.hwid_self_reset_at = now
+        subscription.save(update_fields=["hwid_digest", "hwid_self_reset_at", "updated_at"])
+        log_event(category=Category.USER, action="subscription.self_reset_hwid", actor=user,
+                  data={"subscription_id": subscription.pk,
+                        "product": subscription.product.slug})
     return subscription

@@ -11,6 +11,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.crypto import digest, normalize_code
 from core.db import advisory_xact_lock
@@ -19,6 +20,8 @@ from core.models import Invite, Role, User
 from core.services.access import ensure_can_grant, ensure_capability, ensure_outranks
 from core.services.invites import INVITE_BODY_LEN, INVITE_PREFIX, invite_code_digest
 from core.services.logs import Category, log_event
+from core.services.ratelimit import rate_limit
+from core.services.realtime import member_notify
 from core.services.rolesync import member_strip_soon, role_sync_request
 
 USERNAME_MAX = 32
@@ -109,6 +112,8 @@ def user_register(
         invite.save(update_fields=["status", "used_by", "used_at"])
         log_event(category=Category.USER, action="user.register", actor=user,
                   target=invite.created_by, data={"invite_id": invite.pk}, ip=ip)
+        member_notify(user_id=invite.created_by_id, event="invite_used",
+                      data={"username": user.username})
     return user
 
 
@@ -127,6 +132,7 @@ def user_set_role(*, actor: User, user: User, role: Role) -> User:
         role_sync_request(user_id=target.pk, reason="role")
         log_event(category=Category.MODERATION, action="user.set_role", actor=actor,
                   target=target, data={"from": previous, "to": role.key})
+        member_notify(user_id=target.pk, event="role_changed", data={"role": role.name})
     return target
 
 
@@ -138,6 +144,7 @@ def user_end_sessions(*, actor: User, user: User) -> None:
     User.objects.filter(pk=user.pk).update(session_epoch=F("session_epoch") + 1)
     category = Category.USER if actor.pk == user.pk else Category.MODERATION
     log_event(category=category, action="user.end_sessions", actor=actor, target=user)
+    member_notify(user_id=user.pk, event="sessions_ended")
 
 
 def admin_bootstrap(*, username: str, password: str | None) -> tuple[User, str | None]:
@@ -220,6 +227,7 @@ def user_set_password(*, actor: User, user: User, password: str) -> None:
         # Never the password itself, only that it changed.
         log_event(category=Category.MODERATION, action="user.set_password", actor=actor,
                   target=target)
+        member_notify(user_id=target.pk, event="sessions_ended")
 
 
 def user_delete(*, actor: User, user: User) -> str:
@@ -341,3 +349,28 @@ def invite_branch_ban(
                                  "already_banned": unchanged, "truncated": branch.truncated})
     return BranchResult(changed=changed, skipped=skipped, unchanged=unchanged,
                         truncated=branch.truncated)
+
+
+# A member's own account (the account page).
+
+def user_change_password(*, user: User, old_password: str, new_password: str) -> User:
+    """Change one's own password; every session of the member ends (the hash and the epoch
+    change), so the caller re-keys the session that made the change if it should survive."""
+    rate_limit(scope="password_account", ident=str(user.pk))
+    with transaction.atomic():
+        target = _locked_target(user)
+        if not target.check_password(old_password):
+            raise InvalidInput(_("The current password is not correct."),
+                               fields={"old_password": _("The current password is not correct.")})
+        try:
+            validate_password(new_password, user=target)
+        except ValidationError as exc:
+            raise InvalidInput(_("Password is too weak."),
+                               fields={"new_password": " ".join(exc.messages)}) from None
+        target.set_password(new_password)
+        target.session_epoch = F("session_epoch") + 1
+        target.save(update_fields=["password", "session_epoch"])
+        target.refresh_from_db(fields=["session_epoch"])
+        log_event(category=Category.USER, action="user.change_password", actor=target)
+        member_notify(user_id=target.pk, event="sessions_ended")
+    return target

@@ -120,6 +120,11 @@ def _link_code_for(world: World, caller: str) -> str:
     return link_code_create(discord_id=8000 + next(_ip_counter))
 
 
+def _bound_machine(world: World, caller: str) -> None:
+    Subscription.objects.filter(user=_caller_user(world, caller)).update(
+        hwid_digest="0" * 64, hwid_self_reset_at=None)
+
+
 Prepare = Callable[[World, str], Req]
 ALL_200 = dict.fromkeys(CALLERS, 200)
 MEMBER_ONLY = {"anon": 401, "user": 200, "support": 200, "moderator": 200, "admin": 200,
@@ -139,7 +144,14 @@ SESSION_MATRIX: dict[str, dict[str, tuple[Prepare, dict[str, int]]]] = {
     "auth_login": {"-": (
         lambda w, c: Req("POST", "/api/auth/login",
                          {"username": _caller_user(w, c).username, "password": PASSWORD}),
-        _with(ALL_200, banned=401))},
+        # A banned member with the right password learns that they are banned (and why).
+        _with(ALL_200, banned=403))},
+    "auth_change_password": {"-": (
+        lambda w, c: Req("POST", "/api/auth/password",
+                         {"old_password": PASSWORD, "new_password": "another fine passphrase"}),
+        MEMBER_ONLY)},
+    "auth_end_other_sessions": {"-": (lambda w, c: Req("POST", "/api/auth/end-other-sessions"),
+                                      MEMBER_ONLY)},
     "auth_logout": {"-": (lambda w, c: Req("POST", "/api/auth/logout"), MEMBER_ONLY)},
     "auth_register": {"-": (
         lambda w, c: Req("POST", "/api/auth/register",
@@ -163,6 +175,9 @@ SESSION_MATRIX: dict[str, dict[str, tuple[Prepare, dict[str, int]]]] = {
     "keys_redeem": {"-": (lambda w, c: Req("POST", "/api/keys/redeem", {"key": _fresh_key(w)}),
                           MEMBER_ONLY)},
     "subscriptions_list": {"-": (lambda w, c: Req("GET", "/api/subscriptions"), MEMBER_ONLY)},
+    "subscriptions_reset_machine": {"-": (
+        lambda w, c: _bound_machine(w, c) or Req("POST", "/api/subscriptions/loader/reset-machine"),
+        MEMBER_ONLY)},
     "stats_me": {"-": (lambda w, c: Req("GET", "/api/stats/me"), MEMBER_ONLY)},
     "stats_user": {
         "own": (lambda w, c: Req("GET", f"/api/stats/users/{_caller_user(w, c).pk}"),
@@ -174,6 +189,10 @@ SESSION_MATRIX: dict[str, dict[str, tuple[Prepare, dict[str, int]]]] = {
     "discord_link": {"-": (lambda w, c: Req("POST", "/api/discord/link",
                                             {"code": _link_code_for(w, c)}), MEMBER_ONLY)},
     "discord_unlink": {"-": (lambda w, c: Req("DELETE", "/api/discord/link"), MEMBER_ONLY)},
+    # Discord is off in these tests: members are told so (409); the rest are refused first.
+    "discord_resync": {"-": (lambda w, c: Req("POST", "/api/discord/resync"),
+                             _with(MEMBER_ONLY, user=409, support=409, moderator=409,
+                                   admin=409))},
     "loader_latest": {"-": (lambda w, c: Req("GET", "/api/loader/latest"), MEMBER_ONLY)},
     "loader_download_link": {"-": (lambda w, c: Req("POST", "/api/loader/download-link"),
                                    MEMBER_ONLY)},

@@ -40,10 +40,18 @@ class TestLogin:
         assert_error(response, 401, "invalid_credentials")
         assert LogEntry.objects.filter(action="user.login_failed").count() == 1
 
-    def test_banned_member_cannot_log_in(self, api_as, member, moderator):
+    def test_banned_member_cannot_log_in_and_is_told_why(self, api_as, member, moderator):
         ban_create(actor=moderator, user=member, reason="spam")
         response = api_as().post("/api/auth/login", {"username": "member", "password": PASSWORD})
+        assert_error(response, 403, "user_banned")
+        assert response.json()["details"] == {"reason": "spam", "ends_at": None}
+
+    def test_banned_member_with_a_wrong_password_learns_nothing(self, api_as, member,
+                                                                 moderator):
+        ban_create(actor=moderator, user=member, reason="spam")
+        response = api_as().post("/api/auth/login", {"username": "member", "password": "nope"})
         assert_error(response, 401, "invalid_credentials")
+        assert "spam" not in response.content.decode()
 
     def test_ban_ends_api_session(self, api_as, member, moderator):
         api = api_as(member)
