@@ -1,8 +1,56 @@
+"""ASGI entry point: HTTP goes to Django, WebSockets to the member consumer (api/realtime.py).
+
+Served by uvicorn locally (`make run`) and by `gunicorn -k uvicorn_worker.UvicornWorker
+config.asgi:application` in production.
+"""
+
 from __future__ import annotations
 
 import os
+from typing import Any
+from urllib.parse import ParseResult
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-application = get_asgi_application()
+# Sets Django up; the consumer and the Channels middleware import models, so they come after.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import OriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from api.realtime import MemberConsumer  # noqa: E402
+
+
+class AllowedHostsOriginValidator(OriginValidator):
+    """Channels' AllowedHostsOriginValidator, reading ALLOWED_HOSTS at each connection.
+
+    The stock one copies the list when this module is imported, so a later change of the
+    setting (tests, override_settings) would not apply; the rule itself is the same: the
+    Origin's host must be one the site answers to, and a missing Origin is refused.
+    """
+
+    def __init__(self, application: Any) -> None:
+        super().__init__(application, [])
+
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
+        hosts = list(settings.ALLOWED_HOSTS)
+        if settings.DEBUG and not hosts:
+            hosts = ["localhost", "127.0.0.1", "[::1]"]
+        self.allowed_origins = hosts
+        return bool(super().valid_origin(parsed_origin))
+
+
+websocket_urlpatterns = [
+    path("ws/member/", MemberConsumer.as_asgi()),
+]
+
+application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": AllowedHostsOriginValidator(
+        AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+    ),
+})
