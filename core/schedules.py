@@ -20,4 +20,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     ScheduleSpec(name="zspb:rolesync-reconcile", func="core.tasks.rolesync_reconcile",
                  minutes=360),
     ScheduleSpec(name="zspb:webhooks", func="core.tasks.deliver_webhooks", minutes=1),
+    # Real time: members' open pages hear when a subscription ends (nothing is written then).
+    ScheduleSpec(name="zspb:member-expiry-push", func="core.tasks.notify_expired_subscriptions",
+                 minutes=1),
 )

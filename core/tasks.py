@@ -6,6 +6,7 @@ from django_q.tasks import async_task
 
 from core.services.bans import bans_expire_due
 from core.services.keys import TASK_TIME_BUDGET_SECONDS, key_generation_fail, key_generation_run
+from core.services.realtime import subscriptions_notify_expired
 from core.services.rolesync import (
     member_roles_strip,
     role_sync_drain,
@@ -64,3 +65,9 @@ def rolesync_strip_member(discord_id: int) -> bool:
 def deliver_webhooks() -> int:
     """Every minute: post pending journal lines to their webhooks. Returns messages sent."""
     return webhooks_deliver().messages
+
+
+def notify_expired_subscriptions() -> int:
+    """Every minute: tell members' open pages which subscriptions have just ended. Returns
+    how many events were pushed."""
+    return subscriptions_notify_expired()

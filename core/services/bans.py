@@ -10,6 +10,7 @@ from core.errors import AlreadyBanned, InvalidInput, NotBanned
 from core.models import Ban, User
 from core.services.access import ensure_capability, ensure_outranks
 from core.services.logs import Category, log_event
+from core.services.realtime import member_notify
 from core.services.rolesync import role_sync_request
 
 REASON_MAX = 500
@@ -50,6 +51,8 @@ def ban_create(
         role_sync_request(user_id=target.pk, reason="ban")
         log_event(category=Category.MODERATION, action="user.ban", actor=actor, target=target,
                   data={"reason": reason, "ends_at": ends_at.isoformat() if ends_at else None})
+        member_notify(user_id=target.pk, event="banned",
+                      data={"reason": reason, "ends_at": ends_at.isoformat() if ends_at else None})
     return ban
 
 

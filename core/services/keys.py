@@ -25,6 +25,7 @@ from core.errors import (
 from core.models import KeyGenerationJob, LicenseKey, Product, Subscription, User
 from core.services.access import ensure_active, ensure_capability
 from core.services.logs import Category, log_event
+from core.services.realtime import member_notify, subscription_event_data
 from core.services.rolesync import role_sync_request
 
 KEY_GROUPS = 4  # 4 x 5 base32 characters = 100 random bits
@@ -166,6 +167,7 @@ def _redeem(*, user: User, code: str, ip: str | None) -> Subscription:
             .filter(user=locked_user, product=key.product)
             .first()
         )
+        extended = subscription is not None and subscription.expires_at > now
         if subscription is None:
             subscription = Subscription.objects.create(
                 user=locked_user, product=key.product, started_at=now,
@@ -180,6 +182,11 @@ def _redeem(*, user: User, code: str, ip: str | None) -> Subscription:
         log_event(category=Category.USER, action="key.redeem", actor=locked_user,
                   data={"key_id": key.pk, "product": key.product.slug,
                         "expires_at": subscription.expires_at.isoformat()}, ip=ip)
+        member_notify(user_id=locked_user.pk,
+                      event="subscription_extended" if extended else "key_redeemed",
+                      data=subscription_event_data(product=key.product,
+                                                   expires_at=subscription.expires_at,
+                                                   extended=extended))
     return subscription
 
 

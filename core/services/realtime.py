@@ -9,12 +9,18 @@ API when their socket is gone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.cache import cache
 from django.db import transaction
+from django.utils import timezone
+
+from core.models import Product, Subscription
 
 log = logging.getLogger("zspb.realtime")
 
@@ -36,16 +42,30 @@ def member_group(user_id: int) -> str:
     return f"member.{int(user_id)}"
 
 
-def _send(user_id: int, event: str, data: dict[str, Any]) -> None:
+Push = tuple[int, str, dict[str, Any]]  # (user id, event, data)
+
+
+async def _group_send_all(layer: Any, pushes: Sequence[Push]) -> None:
+    for user_id, event, data in pushes:
+        await layer.group_send(
+            member_group(user_id), {"type": "member.event", "event": event, "data": data}
+        )
+
+
+def _send_all(pushes: Sequence[Push]) -> None:
+    """Send the pushes in one trip to the event loop (one Redis connection outside ASGI)."""
     try:
         layer = get_channel_layer()
         if layer is None:
             return
-        async_to_sync(layer.group_send)(
-            member_group(user_id), {"type": "member.event", "event": event, "data": data}
-        )
+        async_to_sync(_group_send_all)(layer, pushes)
     except Exception:  # the push is a courtesy: never fail the change that caused it
-        log.warning("could not push %s to member %s", event, user_id, exc_info=True)
+        log.warning("could not push %d event(s), first %s to member %s", len(pushes),
+                    pushes[0][1], pushes[0][0], exc_info=True)
+
+
+def _send(user_id: int, event: str, data: dict[str, Any]) -> None:
+    _send_all([(user_id, event, data)])
 
 
 def member_notify(*, user_id: int, event: str, data: dict[str, Any] | None = None) -> None:
@@ -53,3 +73,63 @@ def member_notify(*, user_id: int, event: str, data: dict[str, Any] | None = Non
     if event not in EVENTS:
         raise ValueError(f"unknown member event {event!r}")
     transaction.on_commit(partial(_send, int(user_id), event, dict(data or {})))
+
+
+def subscription_event_data(
+    *, product: Product, expires_at: datetime, extended: bool
+) -> dict[str, Any]:
+    """The data of key_redeemed and subscription_extended.
+
+    `extended` is true when time was added to a subscription that was still running; false
+    when a new period started (new or lapsed subscription) or staff brought the end forward.
+    """
+    return {"product": product.slug, "product_name": product.name,
+            "expires_at": expires_at.isoformat(), "extended": extended}
+
+
+# Expiry: time passing changes nothing in the database, so ended subscriptions are polled.
+EXPIRED_MARK_KEY = "zspb:realtime:expired-until"
+EXPIRED_LOCK_KEY = "zspb:realtime:expired-lock"
+EXPIRED_LOOKBACK = timedelta(hours=1)
+EXPIRED_LOCK_SECONDS = 300
+EXPIRED_BATCH = 500
+
+
+def subscriptions_notify_expired(*, now: datetime | None = None) -> int:
+    """Push "subscription_expired" for subscriptions that ended since the last run.
+
+    Run every minute by the scheduler. The end of the previous window is kept in the cache;
+    without it (first run, cache lost), or when it is older, at most EXPIRED_LOOKBACK is looked
+    back, so a stopped worker does not replay a day of expiries on restart. The window is
+    (mark, now], so consecutive runs never push the same end twice; a second run at the same
+    time (an overlapping schedule) finds the lock taken and pushes nothing. Banned members
+    have no open page and are skipped. Returns how many events were pushed.
+    """
+    now = now or timezone.now()
+    if not cache.add(EXPIRED_LOCK_KEY, "1", timeout=EXPIRED_LOCK_SECONDS):
+        return 0
+    try:
+        mark = cache.get(EXPIRED_MARK_KEY)
+        since = now - EXPIRED_LOOKBACK
+        if isinstance(mark, datetime) and mark > since:
+            since = mark
+        if since >= now:
+            return 0
+        rows = (
+            Subscription.objects.filter(expires_at__gt=since, expires_at__lte=now,
+                                        user__is_active=True)
+            .select_related("product").order_by("expires_at", "pk")
+        )
+        pushes: list[Push] = []
+        for subscription in rows.iterator(chunk_size=EXPIRED_BATCH):
+            pushes.append((subscription.user_id, "subscription_expired", {
+                "product": subscription.product.slug,
+                "product_name": subscription.product.name,
+                "expires_at": subscription.expires_at.isoformat(),
+            }))
+        for start in range(0, len(pushes), EXPIRED_BATCH):
+            _send_all(pushes[start:start + EXPIRED_BATCH])
+        cache.set(EXPIRED_MARK_KEY, now, timeout=None)
+        return len(pushes)
+    finally:
+        cache.delete(EXPIRED_LOCK_KEY)

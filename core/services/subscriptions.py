@@ -11,6 +11,7 @@ from core.errors import InvalidInput, NotFound
 from core.models import Subscription, User
 from core.services.access import ensure_capability, ensure_outranks
 from core.services.logs import Category, log_event
+from core.services.realtime import member_notify, subscription_event_data
 from core.services.rolesync import role_sync_request
 
 REASON_MAX = 500
@@ -74,4 +75,8 @@ def subscription_adjust(
                         "delta_seconds": int(delta.total_seconds()), "reason": reason,
                         "old_expires_at": old_expires.isoformat(),
                         "new_expires_at": subscription.expires_at.isoformat()})
+        member_notify(user_id=subscription.user_id, event="subscription_extended",
+                      data=subscription_event_data(
+                          product=subscription.product, expires_at=subscription.expires_at,
+                          extended=delta > timedelta(0) and old_expires > now))
     return subscription
