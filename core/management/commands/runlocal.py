@@ -11,9 +11,13 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from core.checks import discord_notice
 
+# Pages only send pings; a larger frame closes their socket.
+WS_MAX_SIZE = 64 * 1024
+
 
 class Command(BaseCommand):
-    help = "Serve the site on 127.0.0.1:PORT and run the django-q2 worker; Ctrl-C stops both."
+    help = ("Serve the site (HTTP and WebSocket, uvicorn) on 127.0.0.1:PORT and run the "
+            "django-q2 worker; Ctrl-C stops both.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
@@ -22,11 +26,15 @@ class Command(BaseCommand):
         notice = discord_notice()
         if notice:
             self.stdout.write(self.style.WARNING(notice))
-        manage = [sys.executable, "manage.py"]
         children = [
-            subprocess.Popen([*manage, "qcluster"]),
-            subprocess.Popen([*manage, "runserver", "--noreload",
-                              f"127.0.0.1:{options['port']}"]),
+            subprocess.Popen([sys.executable, "manage.py", "qcluster"]),
+            # HTTP and the members' WebSocket on one port (config/asgi.py); in DEBUG whitenoise
+            # serves the static files from the finders.
+            subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application",
+                              "--host", "127.0.0.1", "--port", str(options["port"]),
+                              "--lifespan", "off", "--ws", "websockets-sansio",
+                              "--ws-max-size", str(WS_MAX_SIZE),
+                              "--timeout-graceful-shutdown", "5"]),
         ]
         try:
             while all(child.poll() is None for child in children):
