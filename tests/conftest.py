@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -99,3 +102,63 @@ def run_concurrently(fn: Callable[[int], Any], threads: int = 16) -> list[Any]:
         thread.join(timeout=120)
     return results
 
+
+
+@pytest.fixture
+def asgi_server(transactional_db: None, settings: Any, monkeypatch: pytest.MonkeyPatch
+                ) -> Iterator[str]:
+    """The whole site (config.asgi: HTTP and the /ws/member/ WebSocket on one port) served by
+    a real uvicorn in a thread; yields its base URL, "http://127.0.0.1:<port>".
+
+    The database is transactional (the server's threads see only committed rows). Cookies
+    are not Secure (plain http). With the in-memory channel layer (no REDIS_URL) the layer is
+    this process's: pushes made from the test's own thread are handed to the server's event
+    loop, as they would be when made by a request.
+    """
+    import uvicorn
+    from channels.layers import InMemoryChannelLayer, get_channel_layer
+
+    from config.asgi import application
+
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    # The server's threads close their database connections after each request and socket
+    # call, so none is left open when the test database is flushed or dropped.
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(
+        application, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+        loop="asyncio", ws="websockets-sansio",
+    ))
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),),
+                              name=f"asgi-server-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn did not start on 127.0.0.1:{port}")
+        time.sleep(0.02)
+
+    layer = get_channel_layer()
+    if isinstance(layer, InMemoryChannelLayer):
+        group_send = layer.group_send
+
+        async def group_send_on_server_loop(group: str, message: dict[str, Any]) -> None:
+            if asyncio.get_running_loop() is loop:
+                await group_send(group, message)
+                return
+            future = asyncio.run_coroutine_threadsafe(group_send(group, message), loop)
+            await asyncio.wrap_future(future)
+
+        monkeypatch.setattr(layer, "group_send", group_send_on_server_loop)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        if not thread.is_alive():
+            loop.close()
