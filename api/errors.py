@@ -13,6 +13,7 @@ from typing import Any
 from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
+from django.utils.translation import gettext as _
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
@@ -59,34 +60,35 @@ def _validation_details(errors: list[dict[str, Any]]) -> dict[str, Any]:
 def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(ZspbError)
     def _domain(request: HttpRequest, exc: ZspbError) -> HttpResponse:
-        return error_response(api, request, exc.http_status, exc.code, exc.message, exc.details)
+        return error_response(api, request, exc.http_status, exc.code, str(exc.message),
+                              exc.details)
 
     @api.exception_handler(ValidationError)
     def _validation(request: HttpRequest, exc: ValidationError) -> HttpResponse:
-        return error_response(api, request, 422, "invalid_input", "Some fields are invalid.",
+        return error_response(api, request, 422, "invalid_input", _("Some fields are invalid."),
                               _validation_details(exc.errors))
 
     @api.exception_handler(AuthenticationError)
     def _auth(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
         return error_response(api, request, 401, "not_authenticated",
-                              "Log in or send a valid token.")
+                              _("Log in or send a valid token."))
 
     @api.exception_handler(Throttled)
     def _throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
         return error_response(api, request, 429, "rate_limited",
-                              "Too many attempts; try again later.",
+                              _("Too many attempts; try again later."),
                               {"retry_after": exc.wait or 1})
 
     @api.exception_handler(HttpError)
     def _http(request: HttpRequest, exc: HttpError) -> HttpResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
-        message = "CSRF check failed: send the csrftoken cookie's value in X-CSRFToken." if (
+        message = _("CSRF check failed: send the csrftoken cookie's value in X-CSRFToken.") if (
             "CSRF" in str(exc)) else str(exc)
         return error_response(api, request, exc.status_code, code, message)
 
     @api.exception_handler(Http404)
     def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
-        return error_response(api, request, 404, "not_found", "Not found.")
+        return error_response(api, request, 404, "not_found", _("Not found."))
 
     @api.exception_handler(MultiPartParserError)
     @api.exception_handler(BadRequest)
@@ -94,7 +96,7 @@ def install_error_handlers(api: NinjaAPI) -> None:
     def _bad_request(request: HttpRequest, exc: Exception) -> HttpResponse:
         # Malformed bodies (a multipart type without boundary, oversized uploads...) are the
         # client's fault, not a server error.
-        return error_response(api, request, 400, "bad_request", "The request body is malformed.",
+        return error_response(api, request, 400, "bad_request", _("The request body is malformed."),
                               {"error": type(exc).__name__})
 
     @api.exception_handler(Exception)
@@ -107,4 +109,4 @@ def install_error_handlers(api: NinjaAPI) -> None:
         except Exception:  # the journal itself may be what is down
             logger.exception("could not journal the error")
         return error_response(api, request, 500, "internal_error",
-                              "Something went wrong on our side; it has been logged.")
+                              _("Something went wrong on our side; it has been logged."))

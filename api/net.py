@@ -4,6 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
 
 
 def client_ip(request: HttpRequest) -> str:
@@ -32,7 +33,7 @@ def lockout_response(
 ) -> HttpResponse:
     """django-axes' answer to a locked-out login, in the API's error shape under /api/."""
     retry_after = int(settings.AXES_COOLOFF_TIME.total_seconds())
-    message = "Too many failed logins from here; try again later."
+    message = _("Too many failed logins from here; try again later.")
     if request.path.startswith("/api/"):
         response: HttpResponse = JsonResponse(
             {"code": "login_locked", "message": message, "details": {"retry_after": retry_after}},

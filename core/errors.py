@@ -4,16 +4,21 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 class ZspbError(Exception):
     code: ClassVar[str] = "error"
     http_status: ClassVar[int] = 400
-    default_message: ClassVar[str] = "The request could not be completed."
+    default_message: ClassVar[StrOrPromise] = _("The request could not be completed.")
 
-    def __init__(self, message: str | None = None, **details: Any) -> None:
-        self.message = message or self.default_message
+    def __init__(self, message: StrOrPromise | None = None, **details: Any) -> None:
+        self.message: StrOrPromise = message or self.default_message
         self.details = details
         super().__init__(self.message)
 
@@ -21,128 +26,130 @@ class ZspbError(Exception):
 class InvalidInput(ZspbError):
     code = "invalid_input"
     http_status = 422
-    default_message = "Some fields are invalid."
+    default_message = _("Some fields are invalid.")
 
 
 class NotAuthenticated(ZspbError):
     code = "not_authenticated"
     http_status = 401
-    default_message = "Log in first."
+    default_message = _("Log in first.")
 
 
 class PermissionDenied(ZspbError):
     code = "forbidden"
     http_status = 403
-    default_message = "You do not have permission to do that."
+    default_message = _("You do not have permission to do that.")
 
 
 class RankViolation(PermissionDenied):
     code = "rank_violation"
-    default_message = "You can only act on users and roles ranked below your own."
+    default_message = _("You can only act on users and roles ranked below your own.")
 
 
 class UserBanned(PermissionDenied):
     code = "user_banned"
-    default_message = "This account is banned."
+    default_message = _("This account is banned.")
 
 
 class NotFound(ZspbError):
     code = "not_found"
     http_status = 404
-    default_message = "Not found."
+    default_message = _("Not found.")
 
 
 class Conflict(ZspbError):
     code = "conflict"
     http_status = 409
-    default_message = "The request conflicts with the current state."
+    default_message = _("The request conflicts with the current state.")
 
 
 class RateLimited(ZspbError):
     code = "rate_limited"
     http_status = 429
-    default_message = "Too many attempts; try again later."
+    default_message = _("Too many attempts; try again later.")
 
 
 # Invites
 class InviteQuotaExceeded(Conflict):
     code = "invite_quota_exceeded"
-    default_message = "You have used all your invites for this month."
+    default_message = _("You have used all your invites for this month.")
 
 
 class InvitingDisabled(PermissionDenied):
     code = "inviting_disabled"
-    default_message = "Inviting has been disabled for your account."
+    default_message = _("Inviting has been disabled for your account.")
 
 
 class InviteInvalid(ZspbError):
     code = "invite_invalid"
-    default_message = "This invite code is not valid, already used, revoked or expired."
+    default_message = _("This invite code is not valid, already used, revoked or expired.")
 
 
 class InviteNotRevocable(Conflict):
     code = "invite_not_revocable"
-    default_message = "Only an unused invite can be revoked."
+    default_message = _("Only an unused invite can be revoked.")
 
 
 class RegistrationLimited(Conflict):
     code = "registration_limited"
-    default_message = "An account was already registered from this network recently."
+    default_message = _("An account was already registered from this network recently.")
 
 
 # Keys
 class KeyInvalid(NotFound):
     code = "key_invalid"
-    default_message = "This key does not exist."
+    default_message = _("This key does not exist.")
 
 
 class KeyUnavailable(Conflict):
     code = "key_unavailable"
-    default_message = "This key has already been redeemed, revoked or has expired."
+    default_message = _("This key has already been redeemed, revoked or has expired.")
 
 
 # Discord linking
 class LinkCodeInvalid(ZspbError):
     code = "link_code_invalid"
-    default_message = "This code is not valid, already used or expired. Run /code again."
+    default_message = _("This code is not valid, already used or expired. Run /code again.")
 
 
 class DiscordAlreadyLinked(Conflict):
     code = "discord_already_linked"
-    default_message = "This Discord account is already linked to another site account."
+    default_message = _("This Discord account is already linked to another site account.")
 
 
 class NotLinked(Conflict):
     code = "not_linked"
-    default_message = "No Discord account is linked; run /code in Discord and enter the code here."
+    default_message = _(
+        "No Discord account is linked; run /code in Discord and enter the code here."
+    )
 
 
 class AccountAlreadyLinked(Conflict):
     code = "account_already_linked"
-    default_message = "Your account is already linked to a Discord account; unlink it first."
+    default_message = _("Your account is already linked to a Discord account; unlink it first.")
 
 
 # Bans
 class AlreadyBanned(Conflict):
     code = "already_banned"
-    default_message = "This user is already banned."
+    default_message = _("This user is already banned.")
 
 
 class NotBanned(Conflict):
     code = "not_banned"
-    default_message = "This user is not banned."
+    default_message = _("This user is not banned.")
 
 
 # Sessions
 class InvalidCredentials(ZspbError):
     code = "invalid_credentials"
     http_status = 401
-    default_message = "Invalid username or password."
+    default_message = _("Invalid username or password.")
 
 
 class LoginLocked(RateLimited):
     code = "login_locked"
-    default_message = "Too many failed logins from here; try again later."
+    default_message = _("Too many failed logins from here; try again later.")
 
 
 # Discord bot
@@ -150,7 +157,7 @@ class InvokerNotLinked(PermissionDenied):
     # Same code as NotLinked (the web unlink's 409) on purpose: both mean "no Discord link";
     # here it is the bot's invoker who lacks one, which refuses the command.
     code = "not_linked"
-    default_message = (
+    default_message = _(
         "Your Discord account is not linked to a site account: run /code here and enter the "
         "code on the site's Discord page."
     )
@@ -159,19 +166,19 @@ class InvokerNotLinked(PermissionDenied):
 # Machine binding
 class MachineNotBound(Conflict):
     code = "machine_not_bound"
-    default_message = "No machine is bound to this subscription yet."
+    default_message = _("No machine is bound to this subscription yet.")
 
 
 class MachineResetCooldown(Conflict):
     code = "machine_reset_cooldown"
-    default_message = "You have reset this machine binding recently; try again later."
+    default_message = _("You have reset this machine binding recently; try again later.")
 
 
 class MachineResetDisabled(PermissionDenied):
     code = "machine_reset_disabled"
-    default_message = "Only staff can reset a machine binding on this site."
+    default_message = _("Only staff can reset a machine binding on this site.")
 
 
 class DiscordOff(Conflict):
     code = "discord_off"
-    default_message = "Discord is not connected to this site."
+    default_message = _("Discord is not connected to this site.")

@@ -148,7 +148,7 @@ def run_each(
         try:
             call(obj)
         except ZspbError as exc:
-            failures[exc.message].append(str(obj))
+            failures[str(exc.message)].append(str(obj))
         else:
             succeeded += 1
     if succeeded:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
 from core.errors import NotFound
 from core.models import LoaderRelease
 
@@ -12,5 +14,5 @@ def release_latest_published() -> LoaderRelease:
         LoaderRelease.objects.filter(published=True).order_by("-created_at", "-id").first()
     )
     if release is None:
-        raise NotFound("No loader release has been published yet.")
+        raise NotFound(_("No loader release has been published yet."))
     return release

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Model, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import NotFound
 from core.models import Ban, Invite, LicenseKey, Subscription, User
@@ -48,7 +49,7 @@ def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
     now = now or timezone.now()
     user = User.objects.select_related("role", "invited_by").filter(pk=user_id).first()
     if user is None:
-        raise NotFound("User not found.")
+        raise NotFound(_("User not found."))
     invites = Invite.objects.filter(created_by=user).aggregate(
         total=Count("id"), used=Count("id", filter=Q(status=Invite.Status.USED))
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
 from core.errors import PermissionDenied, RankViolation, UserBanned
 from core.models import Role, User
 
@@ -20,11 +22,11 @@ def ensure_capability(actor: User, capability: str) -> None:
 def ensure_outranks(actor: User, target: User) -> None:
     """Nobody acts on themselves through staff tools or on a user of equal or higher rank."""
     if actor.pk == target.pk:
-        raise RankViolation("You cannot do this to your own account.")
+        raise RankViolation(_("You cannot do this to your own account."))
     if target.rank >= actor.rank:
         raise RankViolation()
 
 
 def ensure_can_grant(actor: User, role: Role) -> None:
     if role.rank >= actor.rank:
-        raise RankViolation("You can only grant roles ranked below your own.")
+        raise RankViolation(_("You can only grant roles ranked below your own."))

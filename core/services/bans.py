@@ -5,6 +5,7 @@ from datetime import datetime
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import AlreadyBanned, InvalidInput, NotBanned
 from core.models import Ban, User
@@ -30,11 +31,11 @@ def ban_create(
     ensure_capability(actor, "ban_users")
     reason = reason.strip()
     if not reason or len(reason) > REASON_MAX:
-        raise InvalidInput(f"A reason of 1-{REASON_MAX} characters is required.",
+        raise InvalidInput(_("A reason of 1-%(max)s characters is required.") % {"max": REASON_MAX},
                            fields={"reason": "invalid"})
     now = timezone.now()
     if ends_at is not None and ends_at <= now:
-        raise InvalidInput("The ban must end in the future.", fields={"ends_at": "past"})
+        raise InvalidInput(_("The ban must end in the future."), fields={"ends_at": "past"})
     with transaction.atomic():
         target = User.objects.select_for_update(of=("self",)).select_related("role").get(
             pk=user.pk

@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from core.errors import InvokerNotLinked, NotFound, UserBanned
 from core.models import Ban, Product, Subscription, User
@@ -22,7 +24,7 @@ from core.services.logs import Category, log_event
 from core.services.ratelimit import rate_limit
 from core.services.rolesync import role_sync_request
 
-TARGET_NOT_LINKED = "That Discord user has not linked a site account."
+TARGET_NOT_LINKED = gettext_noop("That Discord user has not linked a site account.")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def bot_invoker(*, discord_id: int, scope: str | None = None) -> User:
 def _target(discord_id: int) -> User:
     user = user_by_discord_id(discord_id=discord_id)
     if user is None:
-        raise NotFound(TARGET_NOT_LINKED, discord_id=str(discord_id))
+        raise NotFound(_(TARGET_NOT_LINKED), discord_id=str(discord_id))
     return user
 
 
@@ -82,7 +84,8 @@ def bot_keys_generate(
     ensure_capability(actor, "generate_keys")
     product = Product.objects.filter(slug=product_slug, is_active=True).first()
     if product is None:
-        raise NotFound(f"No active product with the slug {product_slug!r}.",
+        raise NotFound(_("No active product with the slug %(slug)s.")
+                       % {"slug": repr(product_slug)},
                        product=product_slug)
     return keys_generate(actor=actor, product=product, duration=timedelta(days=duration_days),
                          count=count, note=note)

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.crypto import digest, normalize_code, random_code
 from core.discord.rest import discord_enabled
@@ -43,7 +44,8 @@ def link_code_create(
     holder = User.objects.filter(discord_id=discord_id).only("username").first()
     if holder is not None:
         raise DiscordAlreadyLinked(
-            f"This Discord account is already linked to {holder.username}."
+            _("This Discord account is already linked to %(username)s.")
+            % {"username": holder.username}
         )
     code = random_code(LINK_CODE_GROUPS, LINK_CODE_GROUP_LEN)
     try:
@@ -60,7 +62,7 @@ def link_code_create(
             )
     except IntegrityError:
         # Two /code commands raced; the other one's code stands.
-        raise Conflict("Another code was just issued; run /code again.") from None
+        raise Conflict(_("Another code was just issued; run /code again.")) from None
     log_event(category=Category.USER, action="discord.code_issued",
               data={"discord_id": str(discord_id), "discord_username": discord_username[:64]})
     return code

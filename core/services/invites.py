@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.crypto import digest, random_code
 from core.errors import InviteNotRevocable, InviteQuotaExceeded, InvitingDisabled, NotFound
@@ -62,7 +63,7 @@ def invite_revoke(*, actor: User, invite_id: int) -> Invite:
     with transaction.atomic():
         invite = Invite.objects.select_for_update().filter(pk=invite_id).first()
         if invite is None:
-            raise NotFound("Invite not found.")
+            raise NotFound(_("Invite not found."))
         if invite.created_by_id != actor.pk:
             ensure_capability(actor, "manage_users")
         else:

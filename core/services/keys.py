@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 
 from core.crypto import digest, normalize_code, random_code
@@ -56,15 +57,16 @@ def _check_generation(
     ensure_capability(actor, "generate_keys")
     limit = settings.ZSPB.key_batch_max
     if not 1 <= count <= limit:
-        raise InvalidInput(f"Count must be between 1 and {limit}.", fields={"count": count})
+        raise InvalidInput(_("Count must be between 1 and %(limit)s.") % {"limit": limit},
+                           fields={"count": count})
     if not timedelta(minutes=1) <= duration <= MAX_DURATION:
-        raise InvalidInput("Duration must be between one minute and ten years.",
+        raise InvalidInput(_("Duration must be between one minute and ten years."),
                            fields={"duration": str(duration)})
     if redeem_by is not None and redeem_by <= timezone.now():
-        raise InvalidInput("The redeem-by date must be in the future.",
+        raise InvalidInput(_("The redeem-by date must be in the future."),
                            fields={"redeem_by": redeem_by.isoformat()})
     if len(note) > 200:
-        raise InvalidInput("The note is limited to 200 characters.", fields={"note": len(note)})
+        raise InvalidInput(_("The note is limited to 200 characters."), fields={"note": len(note)})
 
 
 def _new_keys(
@@ -73,7 +75,7 @@ def _new_keys(
 ) -> list[LicenseKey]:
     """`n` unsaved free keys with fresh random codes."""
     rows = []
-    for _ in range(n):
+    for _i in range(n):
         body = random_code(KEY_GROUPS)
         rows.append(
             LicenseKey(
@@ -243,17 +245,17 @@ def key_generation_run(
     job = (KeyGenerationJob.objects.select_related("product", "created_by__role")
            .filter(pk=job_id).first())
     if job is None:
-        raise NotFound("Key generation job not found.")
+        raise NotFound(_("Key generation job not found."))
     if job.finished:
         return job
     actor = job.created_by
     try:
         # Re-checked when the work happens: a creator demoted or banned meanwhile stops it.
         if actor is None:
-            raise PermissionDenied("The staff member who asked for these keys was deleted.")
+            raise PermissionDenied(_("The staff member who asked for these keys was deleted."))
         ensure_capability(actor, "generate_keys")
     except ZspbError as exc:
-        return key_generation_fail(job_id=job.pk, message=exc.message)
+        return key_generation_fail(job_id=job.pk, message=str(exc.message))
     started = time.monotonic()
     while True:
         with transaction.atomic():
@@ -288,7 +290,7 @@ def key_generation_fail(*, job_id: int, message: str) -> KeyGenerationJob:
     with transaction.atomic():
         job = KeyGenerationJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
-            raise NotFound("Key generation job not found.")
+            raise NotFound(_("Key generation job not found."))
         if job.finished:
             return job
         job.status = KeyGenerationJob.Status.FAILED
@@ -311,9 +313,9 @@ def key_revoke(*, actor: User, key_ids: Sequence[int]) -> int:
     ensure_capability(actor, "manage_keys")
     ids = sorted({int(pk) for pk in key_ids})
     if not ids:
-        raise InvalidInput("Select at least one key.", fields={"key_ids": 0})
+        raise InvalidInput(_("Select at least one key."), fields={"key_ids": 0})
     if len(ids) > REVOKE_MAX:
-        raise InvalidInput(f"At most {REVOKE_MAX} keys can be revoked at once.",
+        raise InvalidInput(_("At most %(max)s keys can be revoked at once.") % {"max": REVOKE_MAX},
                            fields={"key_ids": len(ids)})
     revoked: list[int] = []
     with transaction.atomic():

@@ -187,7 +187,7 @@ def license_check(
     by_key = key is not None and username is None and password is None
     by_account = key is None and username is not None and password is not None
     if not (by_key or by_account):
-        raise InvalidInput("Send either a key, or a username and a password.",
+        raise InvalidInput(_("Send either a key, or a username and a password."),
                            fields={"key": "exclusive", "username": "exclusive"})
     lookup = key_lookup_digest(key) if key is not None else None
     if key is not None:

@@ -14,6 +14,7 @@ from django.core import signing
 from django.core.files import File
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, UserBanned
 from core.models import LoaderRelease, Subscription, User
@@ -65,20 +66,22 @@ def release_create(
     ensure_capability(actor, "manage_loader")
     version = version.strip()
     if not VERSION_RE.match(version):
-        raise InvalidInput("A version is 1-32 letters, digits, dots, dashes, pluses or "
-                           "underscores, starting with a letter or digit.",
+        raise InvalidInput(_("A version is 1-32 letters, digits, dots, dashes, pluses or "
+                           "underscores, starting with a letter or digit."),
                            fields={"version": "invalid"})
     if len(changelog) > CHANGELOG_MAX:
-        raise InvalidInput(f"The changelog is limited to {CHANGELOG_MAX} characters.",
+        raise InvalidInput(_("The changelog is limited to %(max)s characters.")
+                           % {"max": CHANGELOG_MAX},
                            fields={"changelog": len(changelog)})
     if "\x00" in changelog:  # PostgreSQL text cannot hold NUL
-        raise InvalidInput("The changelog contains a NUL character.",
+        raise InvalidInput(_("The changelog contains a NUL character."),
                            fields={"changelog": "nul"})
     if LoaderRelease.objects.filter(version=version).exists():
-        raise Conflict(f"Version {version} already exists.", version=version)
+        raise Conflict(_("Version %(version)s already exists.") % {"version": version},
+                       version=version)
     sha256, size = _digest_file(uploaded_file)
     if size == 0:
-        raise InvalidInput("The file is empty.", fields={"file": "empty"})
+        raise InvalidInput(_("The file is empty."), fields={"file": "empty"})
 
     release = LoaderRelease(version=version, sha256=sha256, size=size, changelog=changelog,
                             uploaded_by=actor)
@@ -92,7 +95,8 @@ def release_create(
     except IntegrityError:
         # Lost a race for the same version: do not leave an orphan file behind.
         release.file.delete(save=False)
-        raise Conflict(f"Version {version} already exists.", version=version) from None
+        raise Conflict(_("Version %(version)s already exists.") % {"version": version},
+                       version=version) from None
     return release
 
 
@@ -102,7 +106,7 @@ def release_publish(*, actor: User, release_id: int, published: bool) -> LoaderR
     with transaction.atomic():
         release = LoaderRelease.objects.select_for_update().filter(pk=release_id).first()
         if release is None:
-            raise NotFound("Release not found.")
+            raise NotFound(_("Release not found."))
         if release.published == published:
             return release
         release.published = published
@@ -122,7 +126,7 @@ def release_download_link(*, user: User) -> DownloadLink:
     ensure_active(user)
     now = timezone.now()
     if not _has_active_subscription(user.pk, now):
-        raise PermissionDenied("An active subscription is needed to download the loader.",
+        raise PermissionDenied(_("An active subscription is needed to download the loader."),
                                reason="no_active_subscription")
     release = release_latest_published()
     token = signing.dumps({"u": user.pk, "r": release.pk}, salt=LINK_SALT)
@@ -134,13 +138,14 @@ def _token_ids(token: str) -> tuple[int, int]:
     try:
         data = signing.loads(token, salt=LINK_SALT, max_age=settings.LOADER_LINK_TTL_SECONDS)
     except signing.SignatureExpired:
-        raise NotFound("This download link has expired; ask for a new one.",
+        raise NotFound(_("This download link has expired; ask for a new one."),
                        reason="expired") from None
     except signing.BadSignature:
-        raise PermissionDenied("This download link is not valid.", reason="bad_signature") from None
+        raise PermissionDenied(_("This download link is not valid."),
+                               reason="bad_signature") from None
     user_id, release_id = (data.get("u"), data.get("r")) if isinstance(data, dict) else (None, None)
     if type(user_id) is not int or type(release_id) is not int:
-        raise PermissionDenied("This download link is not valid.", reason="bad_signature")
+        raise PermissionDenied(_("This download link is not valid."), reason="bad_signature")
     return user_id, release_id
 
 
@@ -153,21 +158,21 @@ def release_for_token(*, token: str, ip: str | None = None) -> DownloadGrant:
     user_id, release_id = _token_ids(token)
     user = User.objects.filter(pk=user_id).first()
     if user is None:
-        raise PermissionDenied("This download link is not valid.", reason="unknown_user")
+        raise PermissionDenied(_("This download link is not valid."), reason="unknown_user")
     if not user.is_active:
         raise UserBanned()
     if not _has_active_subscription(user.pk, timezone.now()):
-        raise PermissionDenied("An active subscription is needed to download the loader.",
+        raise PermissionDenied(_("An active subscription is needed to download the loader."),
                                reason="no_active_subscription")
     release = LoaderRelease.objects.filter(pk=release_id, published=True).first()
     if release is None:
-        raise NotFound("This release is no longer available.")
+        raise NotFound(_("This release is no longer available."))
     try:
         handle = release.file.storage.open(release.file.name, "rb")
     except FileNotFoundError:
         log_event(category=Category.ERROR, action="loader.file_missing",
                   data={"release_id": release.pk, "version": release.version})
-        raise NotFound("This release is no longer available.") from None
+        raise NotFound(_("This release is no longer available.")) from None
     log_event(category=Category.USER, action="loader.download", actor=user,
               data={"release_id": release.pk, "version": release.version}, ip=ip)
     return DownloadGrant(release=release, file=handle,

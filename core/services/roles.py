@@ -5,6 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from config.behaviour import CAPABILITIES, RoleSpec
 from core.errors import Conflict, InvalidInput, PermissionDenied, RankViolation
@@ -50,8 +51,10 @@ def roles_sync_from_config(*, overwrite: bool = False) -> RoleSyncReport:
             for spec in specs:
                 if spec.rank in db_only_ranks:
                     raise InvalidInput(
-                        f"config.yaml gives {spec.key!r} rank {spec.rank}, which role "
-                        f"{db_only_ranks[spec.rank]!r} (not in config.yaml) holds."
+                        _("config.yaml gives %(key)s rank %(rank)s, which role "
+                          "%(holder)s (not in config.yaml) holds.")
+                        % {"key": repr(spec.key), "rank": spec.rank,
+                           "holder": repr(db_only_ranks[spec.rank])}
                     )
             to_update = [existing[s.key] for s in specs if s.key in existing]
             top = max([r.rank for r in existing.values()] + [s.rank for s in specs], default=0)
@@ -93,37 +96,39 @@ def _validate_role_fields(*, actor: User, fields: dict[str, Any],
                           current: Role | None = None) -> dict[str, Any]:
     unknown = set(fields) - set(ROLE_FIELDS)
     if unknown:
-        raise InvalidInput(f"Unknown role fields: {', '.join(sorted(unknown))}.")
+        raise InvalidInput(_("Unknown role fields: %(fields)s.")
+                           % {"fields": ", ".join(sorted(unknown))})
     if "permissions" in fields:
         perms = sorted(set(fields["permissions"] or []))
         if not set(perms) <= CAPABILITIES:
-            raise InvalidInput(f"Unknown permissions; allowed: {', '.join(sorted(CAPABILITIES))}.",
+            raise InvalidInput(_("Unknown permissions; allowed: %(allowed)s.")
+                               % {"allowed": ", ".join(sorted(CAPABILITIES))},
                                fields={"permissions": "invalid"})
         # Nobody hands out a power they do not hold themselves (keeping one is fine).
         held = set(current.permissions or []) if current is not None else set()
         missing = [p for p in perms if p not in held and not actor.has_capability(p)]
         if missing:
-            raise PermissionDenied(f"You cannot grant permissions you do not hold: "
-                                   f"{', '.join(missing)}.")
+            raise PermissionDenied(_("You cannot grant permissions you do not hold: "
+                                     "%(missing)s.") % {"missing": ", ".join(missing)})
         fields = {**fields, "permissions": perms}
     if "rank" in fields:
         rank = fields["rank"]
         if not isinstance(rank, int) or rank < 1:
-            raise InvalidInput("The rank must be a positive whole number.",
+            raise InvalidInput(_("The rank must be a positive whole number."),
                                fields={"rank": "invalid"})
         if rank >= actor.rank:
-            raise RankViolation("A role must stay ranked below your own.")
+            raise RankViolation(_("A role must stay ranked below your own."))
     if "name" in fields and not str(fields["name"]).strip():
-        raise InvalidInput("A role needs a name.", fields={"name": "required"})
+        raise InvalidInput(_("A role needs a name."), fields={"name": "required"})
     return fields
 
 
 def _clash(*, fields: dict[str, Any], exclude: int | None) -> None:
     others = Role.objects.exclude(pk=exclude) if exclude else Role.objects.all()
     if "rank" in fields and others.filter(rank=fields["rank"]).exists():
-        raise Conflict("Another role has this rank.", fields={"rank": "taken"})
+        raise Conflict(_("Another role has this rank."), fields={"rank": "taken"})
     if "name" in fields and others.filter(name=fields["name"]).exists():
-        raise Conflict("Another role has this name.", fields={"name": "taken"})
+        raise Conflict(_("Another role has this name."), fields={"name": "taken"})
 
 
 def _request_member_syncs(*, role: Role, reason: str) -> int:
@@ -149,14 +154,14 @@ def role_create(*, actor: User, key: str, fields: dict[str, Any]) -> Role:
     ensure_capability(actor, "manage_roles")
     fields = _validate_role_fields(actor=actor, fields=fields)
     if "rank" not in fields or "name" not in fields:
-        raise InvalidInput("A new role needs a name and a rank.")
+        raise InvalidInput(_("A new role needs a name and a rank."))
     if not key or not key.replace("_", "").isalnum() or len(key) > 32:
-        raise InvalidInput("The key is letters, digits and underscores (at most 32).",
+        raise InvalidInput(_("The key is letters, digits and underscores (at most 32)."),
                            fields={"key": "invalid"})
     with transaction.atomic():
         _clash(fields=fields, exclude=None)
         if Role.objects.filter(key=key).exists():
-            raise Conflict("Another role has this key.", fields={"key": "taken"})
+            raise Conflict(_("Another role has this key."), fields={"key": "taken"})
         role = Role.objects.create(key=key, **fields)
         log_event(category=Category.MODERATION, action="role.create", actor=actor,
                   data={"role": key, "after": {f: getattr(role, f) for f in ROLE_FIELDS}})
@@ -169,7 +174,7 @@ def role_update(*, actor: User, role: Role, changes: dict[str, Any]) -> Role:
     with transaction.atomic():
         current = Role.objects.select_for_update().get(pk=role.pk)
         if current.rank >= actor.rank:
-            raise RankViolation("You can only edit roles ranked below your own.")
+            raise RankViolation(_("You can only edit roles ranked below your own."))
         changes = _validate_role_fields(actor=actor, fields=changes, current=current)
         diff = {f: v for f, v in changes.items() if getattr(current, f) != v}
         if not diff:

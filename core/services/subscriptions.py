@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from core.errors import InvalidInput, NotFound
 from core.models import Subscription, User
@@ -30,7 +31,7 @@ def subscription_lock_for_staff(*, actor: User, subscription_id: int) -> Subscri
         .first()
     )
     if subscription is None:
-        raise NotFound("Subscription not found.")
+        raise NotFound(_("Subscription not found."))
     ensure_outranks(actor, subscription.user)
     return subscription
 
@@ -47,10 +48,10 @@ def subscription_adjust(
     ensure_capability(actor, "manage_users")
     reason = reason.strip()
     if not reason or len(reason) > REASON_MAX:
-        raise InvalidInput(f"A reason of 1-{REASON_MAX} characters is required.",
+        raise InvalidInput(_("A reason of 1-%(max)s characters is required.") % {"max": REASON_MAX},
                            fields={"reason": "invalid"})
     if not delta or abs(delta) > MAX_ADJUST:
-        raise InvalidInput("The change must be non-zero and at most ten years.",
+        raise InvalidInput(_("The change must be non-zero and at most ten years."),
                            fields={"delta": str(delta)})
     now = timezone.now()
     with transaction.atomic():
@@ -62,7 +63,7 @@ def subscription_adjust(
             subscription.expires_at = max(now, old_expires) + delta
         else:
             if old_expires <= now:
-                raise InvalidInput("This subscription has already expired.",
+                raise InvalidInput(_("This subscription has already expired."),
                                    fields={"delta": "expired"})
             subscription.expires_at = max(now, old_expires + delta)
         subscription.save(update_fields=["started_at", "expires_at", "updated_at"])

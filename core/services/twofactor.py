@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -32,7 +33,7 @@ class Enrolment:
 def _ensure_staff(user: User) -> None:
     ensure_active(user)
     if not user.is_staff:
-        raise PermissionDenied("Two-factor login is for staff accounts.")
+        raise PermissionDenied(_("Two-factor login is for staff accounts."))
 
 
 def _clean_token(token: str) -> str:
@@ -47,7 +48,7 @@ def twofactor_start_enrolment(*, user: User) -> TOTPDevice:
     """
     _ensure_staff(user)
     if TOTPDevice.objects.filter(user=user, confirmed=True).exists():
-        raise Conflict("Two-factor login is already set up for this account.")
+        raise Conflict(_("Two-factor login is already set up for this account."))
     device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
     if device is None:
         device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
@@ -73,8 +74,8 @@ def twofactor_confirm_enrolment(*, user: User, token: str) -> Enrolment:
             .first()
         )
         if device is None:
-            raise Conflict("Start the enrolment again: no pending authenticator was found.")
-        allowed, _ = device.verify_is_allowed()
+            raise Conflict(_("Start the enrolment again: no pending authenticator was found."))
+        allowed, _info = device.verify_is_allowed()
         # A failed verify records its throttling state, so it must commit, not raise here.
         verified = allowed and device.verify_token(_clean_token(token))
         if verified:
@@ -85,9 +86,9 @@ def twofactor_confirm_enrolment(*, user: User, token: str) -> Enrolment:
             log_event(category=Category.USER, action="staff.2fa_enrol", actor=user,
                       target=user, data={"backup_codes": len(codes)})
     if not allowed:
-        raise RateLimited("Too many wrong codes; wait a few seconds and try again.")
+        raise RateLimited(_("Too many wrong codes; wait a few seconds and try again."))
     if not verified:
-        raise InvalidInput("That code is not valid. Check the clock of your phone and retry.",
+        raise InvalidInput(_("That code is not valid. Check the clock of your phone and retry."),
                            fields={"token": "invalid"})
     return Enrolment(device=device, backup_codes=codes)
 
@@ -112,7 +113,7 @@ def twofactor_verify(*, user: User, token: str) -> Device:
             # code does not count as a failure on a device that could never accept it.
             if isinstance(device, TOTPDevice) != cleaned.isdigit():
                 continue
-            allowed, _ = device.verify_is_allowed()
+            allowed, _info = device.verify_is_allowed()
             if not allowed:
                 throttled = True
                 continue
@@ -126,10 +127,10 @@ def twofactor_verify(*, user: User, token: str) -> Device:
     if matched is not None:
         return matched
     if not candidates:
-        raise Conflict("Two-factor login is not set up for this account yet.")
+        raise Conflict(_("Two-factor login is not set up for this account yet."))
     if throttled:
-        raise RateLimited("Too many wrong codes; wait a few seconds and try again.")
-    raise InvalidInput("That code is not valid.", fields={"token": "invalid"})
+        raise RateLimited(_("Too many wrong codes; wait a few seconds and try again."))
+    raise InvalidInput(_("That code is not valid."), fields={"token": "invalid"})
 
 
 def twofactor_reset(*, actor: User, user: User) -> int:

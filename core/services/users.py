@@ -33,7 +33,7 @@ def _validate_username(username: str) -> str:
         ch.isalnum() or ch in "._-" for ch in username
     ):
         raise InvalidInput(
-            "Username must be 3-32 letters, digits, dots, dashes or underscores.",
+            _("Username must be 3-32 letters, digits, dots, dashes or underscores."),
             fields={"username": "invalid"},
         )
     return username
@@ -59,13 +59,13 @@ def user_register(
         try:
             validate_email(email)
         except ValidationError:
-            raise InvalidInput("Enter a valid e-mail address.",
+            raise InvalidInput(_("Enter a valid e-mail address."),
                                fields={"email": "invalid"}) from None
     candidate = User(username=username, email=email)
     try:
         validate_password(password, user=candidate)
     except ValidationError as exc:
-        raise InvalidInput("Password is too weak.", fields={"password": exc.messages}) from None
+        raise InvalidInput(_("Password is too weak."), fields={"password": exc.messages}) from None
     body = normalize_code(invite_code, body_len=INVITE_BODY_LEN, prefix=INVITE_PREFIX)
     ip_digest = digest(ip, purpose="ip")
     window_hours = settings.ZSPB.registration_ip_window_hours
@@ -90,7 +90,7 @@ def user_register(
             if recent:
                 raise RegistrationLimited(window_hours=window_hours)
         if User.objects.filter(username__iexact=username).exists():
-            raise Conflict("This username is taken.", fields={"username": "taken"})
+            raise Conflict(_("This username is taken."), fields={"username": "taken"})
         user = User(
             username=username,
             email=email,
@@ -105,7 +105,7 @@ def user_register(
             with transaction.atomic():
                 user.save()
         except IntegrityError:
-            raise Conflict("This username is taken.", fields={"username": "taken"}) from None
+            raise Conflict(_("This username is taken."), fields={"username": "taken"}) from None
         invite.status = Invite.Status.USED
         invite.used_by = user
         invite.used_at = now
@@ -158,8 +158,9 @@ def admin_bootstrap(*, username: str, password: str | None) -> tuple[User, str |
         return existing, None
     if User.objects.filter(username__iexact=username).exists():
         raise Conflict(
-            f"A user named {username!r} exists without the {admin_role.name} role; "
-            "set ZSPB_ADMIN_USERNAME to another name."
+            _("A user named %(username)s exists without the %(role)s role; "
+              "set ZSPB_ADMIN_USERNAME to another name.")
+            % {"username": repr(username), "role": admin_role.name}
         )
     generated = None
     if not password:
@@ -187,13 +188,14 @@ def user_update_profile(*, actor: User, user: User, changes: dict[str, object]) 
     ensure_capability(actor, "manage_users")
     unknown = set(changes) - PROFILE_FIELDS
     if unknown:
-        raise InvalidInput(f"These fields cannot be edited here: {', '.join(sorted(unknown))}.")
+        raise InvalidInput(_("These fields cannot be edited here: %(fields)s.")
+                           % {"fields": ", ".join(sorted(unknown))})
     email = changes.get("email")
     if isinstance(email, str) and email:
         try:
             validate_email(email)
         except ValidationError:
-            raise InvalidInput("Enter a valid e-mail address.",
+            raise InvalidInput(_("Enter a valid e-mail address."),
                                fields={"email": "invalid"}) from None
     with transaction.atomic():
         target = _locked_target(user)
@@ -202,7 +204,7 @@ def user_update_profile(*, actor: User, user: User, changes: dict[str, object]) 
                 if getattr(target, name) != value}
         if not diff:
             return target
-        for name, (_, value) in diff.items():
+        for name, (_old, value) in diff.items():
             setattr(target, name, value)
         target.save(update_fields=list(diff))
         log_event(category=Category.MODERATION, action="user.update", actor=actor,
@@ -219,7 +221,7 @@ def user_set_password(*, actor: User, user: User, password: str) -> None:
         try:
             validate_password(password, user=target)
         except ValidationError as exc:
-            raise InvalidInput("Password is too weak.",
+            raise InvalidInput(_("Password is too weak."),
                                fields={"password": exc.messages}) from None
         target.set_password(password)
         User.objects.filter(pk=target.pk).update(password=target.password,
