@@ -6,7 +6,7 @@ LOCK := requirements/lock.txt
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv lock migrate clean
+.PHONY: run test lint venv lock migrate clean browser-assets
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required")'
@@ -28,8 +28,17 @@ run: migrate
 
 # Uses DATABASE_URL / REDIS_URL when set; otherwise throwaway PostgreSQL and Redis from local
 # binaries when present; otherwise SQLite (PostgreSQL-only tests are then skipped).
-test: venv
+test: venv browser-assets
 	$(PY) -m tests.launcher -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# axe-core for the browser tests' accessibility check, from the npm registry (pinned in
+# tests/browser_assets/package-lock.json). Without npm the browser tests say what is missing.
+AXE := tests/browser_assets/node_modules/axe-core/axe.min.js
+browser-assets: $(AXE)
+$(AXE): tests/browser_assets/package.json tests/browser_assets/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tests/browser_assets --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm not found: the browser tests' accessibility check will fail (install Node.js)"; fi
 
 lint: venv
 	$(PY) -m ruff check .

@@ -120,9 +120,10 @@ def _link_code_for(world: World, caller: str) -> str:
     return link_code_create(discord_id=8000 + next(_ip_counter))
 
 
-def _bound_machine(world: World, caller: str) -> None:
+def _bound_machine(world: World, caller: str) -> Req:
     Subscription.objects.filter(user=_caller_user(world, caller)).update(
         hwid_digest="0" * 64, hwid_self_reset_at=None)
+    return Req("POST", "/api/subscriptions/loader/reset-machine")
 
 
 Prepare = Callable[[World, str], Req]
@@ -176,7 +177,7 @@ SESSION_MATRIX: dict[str, dict[str, tuple[Prepare, dict[str, int]]]] = {
                           MEMBER_ONLY)},
     "subscriptions_list": {"-": (lambda w, c: Req("GET", "/api/subscriptions"), MEMBER_ONLY)},
     "subscriptions_reset_machine": {"-": (
-        lambda w, c: _bound_machine(w, c) or Req("POST", "/api/subscriptions/loader/reset-machine"),
+        lambda w, c: _bound_machine(w, c),
         MEMBER_ONLY)},
     "stats_me": {"-": (lambda w, c: Req("GET", "/api/stats/me"), MEMBER_ONLY)},
     "stats_user": {

@@ -1,10 +1,8 @@
 import { api } from "./api.js";
 import { bindForm, formatDate, interpolate, showResult } from "./ui.js";
 
-const form = document.getElementById("redeem-form");
-const result = document.getElementById("redeem-result");
-
-bindForm(form, api, (subscription) => {
+bindForm("#redeem-form", api, (subscription, form) => {
+  const result = document.getElementById("redeem-result");
   showResult("redeem-result", interpolate(result.dataset.success, {
     product: subscription.product_name,
     date: formatDate(subscription.expires_at),

@@ -1,7 +1,7 @@
 // Loaded on every page: local dates, live countdowns on the server's clock, copy buttons,
 // confirmable action buttons, and the member's real-time socket with its fallback.
 import { api } from "./api.js";
-import { flash, localizeTimes, notice, showFlash, t } from "./ui.js";
+import { flash, idle, localizeTimes, notice, showFlash, t, tracked } from "./ui.js";
 
 // Server time minus browser time: countdowns never trust the visitor's clock.
 let clockOffset = 0;
@@ -88,7 +88,7 @@ async function runAction(button) {
   const [method, url] = button.dataset.api.split(" ");
   button.disabled = true;
   try {
-    await api(method, url);
+    await tracked(api(method, url));
     if (button.dataset.done) flash(button.dataset.done);
     location.reload();
   } catch (error) {
@@ -124,6 +124,7 @@ function setLiveState(state) {
 }
 
 async function checkSession() {
+  await idle();
   try {
     await api("GET", "/api/auth/me");
   } catch (error) {

@@ -10,6 +10,28 @@ export function interpolate(template, values) {
   return template.replace(/%\((\w+)\)s/g, (_, name) => (name in values ? values[name] : ""));
 }
 
+// Requests this page has under way. A "sessions ended" event caused by this page's own
+// request (a password change) must wait for its answer, which carries the re-keyed session.
+let busy = 0;
+let idleWaiters = [];
+
+export async function tracked(promise) {
+  busy += 1;
+  try {
+    return await promise;
+  } finally {
+    busy -= 1;
+    if (busy === 0) {
+      for (const resolve of idleWaiters) resolve();
+      idleWaiters = [];
+    }
+  }
+}
+
+export function idle() {
+  return busy === 0 ? Promise.resolve() : new Promise((resolve) => idleWaiters.push(resolve));
+}
+
 const FLASH_KEY = "zspb:flash";
 
 export function notice(message, kind = "info") {
@@ -128,9 +150,12 @@ export function formValues(form) {
   return values;
 }
 
-// Submit `form` to its data-api ("METHOD /url") through `call`; `done` gets the answer.
-export function bindForm(form, call, done, check) {
-  form.addEventListener("submit", async (event) => {
+// Submit forms matching `selector` to their data-api ("METHOD /url") through `call`; `done`
+// gets the answer. Bound on the document, so a form swapped in by a live refresh still works.
+export function bindForm(selector, call, done, check) {
+  document.addEventListener("submit", async (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.matches(selector)) return;
     event.preventDefault();
     clearErrors(form);
     if (check && !check(form)) return;
@@ -139,7 +164,7 @@ export function bindForm(form, call, done, check) {
     if (button) button.disabled = true;
     form.setAttribute("aria-busy", "true");
     try {
-      done(await call(method, url, formValues(form)));
+      done(await tracked(call(method, url, formValues(form))), form);
     } catch (error) {
       showErrors(form, error);
     } finally {
