@@ -25,7 +25,7 @@ class Linking(commands.Cog):
             self.watcher.watch(user=user, interaction=interaction, expires_at=issued.expires_at)
             return Answer(
                 f"Your link code: **`{issued.code}`**\n"
-                f"Log in at {self.site_url}, open the **Link Discord** page and enter it. "
+                f"Enter it at {self.site_url}/discord (log in first). "
                 f"It works once and expires {timestamp(issued.expires_at, 'R')}. "
                 "Do not share it: whoever enters it gets this Discord account linked to theirs. "
                 "I will confirm here once it is used."

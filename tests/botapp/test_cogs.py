@@ -84,7 +84,7 @@ def _code(api: BotApiClient, it: FakeInteraction) -> Awaitable[None]:
 CASES = [
     Case("code", "POST", "/link-codes", _code,
          {"code": "ABCD-EFGH", "expires_at": EXPIRES},
-         ("`ABCD-EFGH`", "https://zspb.example.com", f"{EXPIRES_TS}R>")),
+         ("`ABCD-EFGH`", "https://zspb.example.com/discord", f"{EXPIRES_TS}R>")),
     Case("redeem", "POST", "/redeem",
          lambda api, it: Keys(api).redeem(it, "ZSPB-11111-22222-33333-44444"),
          {"product": "loader", "product_name": "Loader", "expires_at": EXPIRES},
