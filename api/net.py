@@ -39,6 +39,11 @@ def lockout_response(
             {"code": "login_locked", "message": message, "details": {"retry_after": retry_after}},
             status=429,
         )
+    elif request.path == "/login":
+        # The member login page again, with the reason above the form.
+        from api.pages.auth import locked_login_page
+
+        response = locked_login_page(request, message)
     else:
         response = HttpResponse(f"<h1>{message}</h1>", status=429)
     response["Retry-After"] = str(retry_after)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import forms
 from django.contrib.auth import login
 from django.http import HttpRequest, HttpResponse
@@ -90,8 +92,9 @@ def login_page(request: HttpRequest) -> HttpResponse:
                                   password=form.cleaned_data["password"], ip=ip)
             except ZspbError as exc:
                 if exc.code == "user_banned":
+                    ends_at = exc.details.get("ends_at")
                     banned = {"reason": exc.details.get("reason"),
-                              "ends_at": exc.details.get("ends_at")}
+                              "ends_at": datetime.fromisoformat(ends_at) if ends_at else None}
                 else:
                     form.add_error(None, exc.message)
             else:
@@ -102,6 +105,16 @@ def login_page(request: HttpRequest) -> HttpResponse:
     return render(request, "pages/login.html",
                   {"form": form, "banned": banned, "next": request.GET.get("next", "")[:500],
                    "was_banned": request.GET.get("banned") == "1"}, status=status)
+
+
+def locked_login_page(request: HttpRequest, message: str) -> HttpResponse:
+    """What django-axes answers on /login while the username and address are locked out."""
+    form = LoginForm(request.POST or None)
+    form.is_valid()
+    form.add_error(None, message)
+    return render(request, "pages/login.html",
+                  {"form": form, "banned": None, "next": request.POST.get("next", "")[:500]},
+                  status=429)
 
 
 @require_POST

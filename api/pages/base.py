@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 
 from core.models import User
 
@@ -19,7 +19,7 @@ PageView = Callable[..., HttpResponse]
 
 
 def member_page(view: PageView) -> PageView:
-    """GET only, logged-in members only (a banned or logged-out visitor goes to the login)."""
+    """GET and HEAD only, logged-in members only (a banned or logged-out visitor goes to the login)."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -27,7 +27,7 @@ def member_page(view: PageView) -> PageView:
             return redirect(f"{reverse('login')}?{urlencode({'next': request.get_full_path()})}")
         return view(request, *args, **kwargs)
 
-    return require_GET(wrapped)
+    return require_safe(wrapped)
 
 
 def render_page(request: HttpRequest, template: str, page: str,

@@ -149,6 +149,7 @@ class TestMemberPages:
     @pytest.mark.parametrize("path", MEMBER_PAGES)
     def test_post_is_refused(self, member, path):
         assert logged_in(member).post(path).status_code == 405
+        assert logged_in(member).head(path).status_code == 200
 
     def test_banned_member_is_sent_to_the_login(self, member, moderator):
         client = logged_in(member)
@@ -337,6 +338,9 @@ class TestLoginPage:
         locked = client.post("/login", {"username": "member", "password": "nope"})
         assert locked.status_code == 429 and locked["Retry-After"]
         assert "Too many failed logins" in locked.content.decode()
+        # The login page itself, with the reason above the form, the username kept.
+        assert 'id="login-submit"' in locked.content.decode()
+        assert 'value="member"' in locked.content.decode()
         right = client.post("/login", {"username": "member", "password": PASSWORD})
         assert right.status_code == 429 and "_auth_user_id" not in client.session
         # The lock is per username and address: the member elsewhere is not locked out.
