@@ -19,7 +19,7 @@ PageView = Callable[..., HttpResponse]
 
 
 def member_page(view: PageView) -> PageView:
-    """GET and HEAD only, logged-in members only (a banned or logged-out visitor goes to the login)."""
+    """GET and HEAD only, members only (a banned or logged-out visitor goes to the login)."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
