@@ -6,7 +6,7 @@ through the actions below, which call the journaling services.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -23,7 +23,6 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
-from django_stubs_ext import StrOrPromise
 from unfold.contrib.filters.admin import AutocompleteSelectFilter
 from unfold.decorators import action, display
 from unfold.widgets import UnfoldAdminSelectWidget
@@ -58,6 +57,9 @@ from staff.actions import (
 )
 from staff.base import StaffModelAdmin, staff_can
 from staff.changelist import EstimatedCountPaginator
+
+if TYPE_CHECKING:  # a dev-only package: production installs have no django-stubs-ext
+    from django_stubs_ext import StrOrPromise
 
 admin.site.unregister(Group)
 

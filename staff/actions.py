@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import messages
@@ -20,7 +20,6 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from django_stubs_ext import StrOrPromise
 from unfold.widgets import (
     UnfoldAdminPasswordWidget,
     UnfoldAdminSelectWidget,
@@ -28,6 +27,9 @@ from unfold.widgets import (
 )
 
 from core.errors import ZspbError
+
+if TYPE_CHECKING:  # a dev-only package: production installs have no django-stubs-ext
+    from django_stubs_ext import StrOrPromise
 
 # Actions loop over services one object at a time; beyond this a branch or batch tool is the
 # right instrument, not a changelist selection.
