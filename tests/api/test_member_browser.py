@@ -28,8 +28,14 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from core.models import LoaderRelease, Role, Subscription, User
 from core.services.invites import invite_create
 from core.services.keys import keys_generate
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    playwright_or_skip,
+    require_or_skip,
+    staff_log_in,
+)
 from tests.factories import ProductFactory, UserFactory
-from tests.staff.test_browser import CHROMIUM, CHROMIUM_ARGS, _playwright_or_skip, totp_now
 
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "pages"
 AXE = Path(settings.BASE_DIR) / "tests" / "browser_assets" / "node_modules" / "axe-core" / \
@@ -40,14 +46,10 @@ MEMBER_PAGES = ("", "invites", "redeem", "discord", "download", "machine", "acco
 
 
 def _axe_or_skip() -> str:
-    if AXE.exists():
-        return AXE.read_text(encoding="utf-8")
-    import os
-
-    message = f"{AXE} is missing (make browser-assets, which runs npm ci in tests/browser_assets)"
-    if os.environ.get("ZSPB_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{message}, and ZSPB_REQUIRE_BROWSER=1 requires it")
-    pytest.skip(message)
+    if not AXE.exists():
+        require_or_skip(f"{AXE} is missing (make browser-assets runs npm ci in "
+                        "tests/browser_assets)")
+    return AXE.read_text(encoding="utf-8")
 
 
 class Watch:
@@ -110,7 +112,7 @@ def _licence_check(api: httpx.Client, key: str, hwid: str) -> bool:
 def test_member_journey_with_real_time_events(asgi_server: str, roles: dict[str, Role],
                                               settings: Any,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    sync_playwright = _playwright_or_skip()
+    sync_playwright = playwright_or_skip()
     # Every browser here comes from 127.0.0.1: the one-account-per-address rule is off.
     settings.ZSPB = dataclasses.replace(settings.ZSPB, registration_ip_window_hours=0)
     # Playwright's sync API keeps an event loop on this thread; the ORM calls here are sync.
@@ -229,14 +231,7 @@ def test_member_journey_with_real_time_events(asgi_server: str, roles: dict[str,
             _wait_live(alice)
             staff_ctx = _context(browser)
             staff = watch.attach(staff_ctx.new_page(), "staff")
-            staff.goto(f"{base}/admin/")
-            staff.fill("#id_username", "boss")
-            staff.fill("#id_password", PASSWORD)
-            staff.click("button[type=submit]")
-            staff.wait_for_url(re.compile(r"/admin/otp/verify/"))
-            staff.fill("input[name=token]", totp_now(device))
-            staff.click("#otp-verify-form button[type=submit]")
-            staff.wait_for_url(re.compile(r"/admin/$"))
+            staff_log_in(staff, base, "boss", PASSWORD, device)
             alice_id = User.objects.get(username="alice").pk
             staff.goto(f"{base}/admin/core/user/{alice_id}/member-ban-users/")
             staff.fill("textarea[name=reason]", "sharing the loader")
@@ -298,7 +293,7 @@ def _axe_check(page: Any, axe_source: str) -> list[str]:
 def test_every_member_page_at_phone_and_desktop_width_is_accessible(
     asgi_server: str, roles: dict[str, Role], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sync_playwright = _playwright_or_skip()
+    sync_playwright = playwright_or_skip()
     axe_source = _axe_or_skip()
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     base = asgi_server

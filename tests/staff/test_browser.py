@@ -1,55 +1,26 @@
 """A real browser (headless Chromium) against the live server: log in with password and TOTP,
 generate a batch of keys, find them in the key list. Screenshots go to test-artifacts/.
 
-Skipped when /usr/bin/chromium or the playwright package is missing, unless
-ZSPB_REQUIRE_BROWSER=1 (CI), which turns the skip into a failure. Chromium comes from the
-distribution (apt-get install chromium); `playwright install` is never run.
+Chromium and Playwright as in tests/browser.py (skipped without them, except in CI).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from core.models import KeyGenerationJob, LicenseKey, Product, Role
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, playwright_or_skip, staff_log_in
 from tests.factories import ProductFactory, UserFactory
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
 PASSWORD = "correct horse battery"
 COUNT = 25
-
-
-def _playwright_or_skip() -> Any:
-    problems = []
-    if not CHROMIUM.exists():
-        problems.append(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    sync_playwright: Any = None
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        problems.append("the playwright package is missing (pip install playwright)")
-    if problems:
-        message = "browser test: " + "; ".join(problems)
-        if os.environ.get("ZSPB_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{message}, and ZSPB_REQUIRE_BROWSER=1 requires it")
-        pytest.skip(message)
-    return sync_playwright
-
-
-def totp_now(device: TOTPDevice) -> str:
-    """The code an authenticator app would show for the seeded device right now."""
-    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
-    return f"{totp.token():0{device.digits}d}"
 
 
 @pytest.mark.slow
@@ -57,7 +28,7 @@ def totp_now(device: TOTPDevice) -> str:
 def test_moderator_logs_in_with_totp_generates_keys_and_finds_them(
     live_server: Any, roles: dict[str, Role], settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sync_playwright = _playwright_or_skip()
+    sync_playwright = playwright_or_skip()
     # Plain http on the live server: secure-only cookies would never come back.
     settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
     # Playwright's sync API keeps an event loop on this thread; the ORM calls here are sync.
@@ -73,14 +44,7 @@ def test_moderator_logs_in_with_totp_generates_keys_and_finds_them(
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
             page.set_default_timeout(20_000)
 
-            page.goto(f"{live_server.url}/admin/")
-            page.fill("#id_username", moderator.username)
-            page.fill("#id_password", PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_url(re.compile(r"/admin/otp/verify/"))
-            page.fill("input[name=token]", totp_now(device))
-            page.click("#otp-verify-form button[type=submit]")
-            page.wait_for_url(re.compile(r"/admin/$"))
+            staff_log_in(page, live_server.url, moderator.username, PASSWORD, device)
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
