@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils.crypto import salted_hmac
 from encrypted_model_fields.fields import EncryptedCharField
+
+if TYPE_CHECKING:
+    from core.models.roles import Role
 
 # Superusers created from the shell outrank every role.
 SUPERUSER_RANK = 1_000_000
@@ -41,6 +44,16 @@ class User(AbstractUser):
         if self.is_superuser:
             return SUPERUSER_RANK
         return self.role.rank if self.role_id and self.role else 0
+
+    def can_act_on(self, target: User) -> bool:
+        """The rank rule: nobody acts through staff tools on themselves or on anyone ranked
+        at or above them. The one place it is written; services enforce it through
+        core.services.access.ensure_outranks, the admin uses it to show rows read-only."""
+        return self.pk != target.pk and target.rank < self.rank
+
+    def can_grant(self, role: Role) -> bool:
+        """Nobody grants a role at or above their own rank."""
+        return role.rank < self.rank
 
     def has_capability(self, capability: str) -> bool:
         if not self.is_active:

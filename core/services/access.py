@@ -23,10 +23,10 @@ def ensure_outranks(actor: User, target: User) -> None:
     """Nobody acts on themselves through staff tools or on a user of equal or higher rank."""
     if actor.pk == target.pk:
         raise RankViolation(_("You cannot do this to your own account."))
-    if target.rank >= actor.rank:
+    if not actor.can_act_on(target):
         raise RankViolation()
 
 
 def ensure_can_grant(actor: User, role: Role) -> None:
-    if role.rank >= actor.rank:
+    if not actor.can_grant(role):
         raise RankViolation(_("You can only grant roles ranked below your own."))

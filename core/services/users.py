@@ -309,7 +309,7 @@ def invite_branch_disable(*, actor: User, root: User) -> BranchResult:
             User.objects.select_for_update(of=("self",)).select_related("role")
             .filter(pk__in=branch.ids)
         )
-        allowed = [m for m in members if m.pk != actor.pk and m.rank < actor.rank]
+        allowed = [m for m in members if actor.can_act_on(m)]
         to_change = [m.pk for m in allowed if m.can_invite]
         User.objects.filter(pk__in=to_change).update(can_invite=False)
         result = BranchResult(changed=len(to_change), skipped=len(members) - len(allowed),
