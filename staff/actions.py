@@ -15,7 +15,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
-from django.db.models import Model
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -27,6 +27,7 @@ from unfold.widgets import (
 )
 
 from core.errors import ZspbError
+from core.models import User
 
 if TYPE_CHECKING:  # a dev-only package: production installs have no django-stubs-ext
     from django_stubs_ext import StrOrPromise
@@ -121,16 +122,38 @@ def action_page(
     return TemplateResponse(request, "staff/action_page.html", context)
 
 
+def form_page(request: HttpRequest, model_admin: Any, **context: Any) -> TemplateResponse:
+    """A page with one form that is not an action: an upload, a creation."""
+    return TemplateResponse(request, "staff/form_page.html", {
+        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
+        **context,
+    })
+
+
+def actor_of(request: HttpRequest) -> User:
+    """The staff member behind an admin request (admin views run only for one)."""
+    user = request.user
+    assert isinstance(user, User)
+    return user
+
+
 def applied(request: HttpRequest) -> bool:
     return request.method == "POST" and "apply" in request.POST
 
 
-def capped(request: HttpRequest, objects: list[Any]) -> list[Any] | None:
-    if len(objects) > ACTION_MAX:
+def capped(request: HttpRequest, objects: Iterable[Any], *,
+           limit: int = ACTION_MAX) -> list[Any] | None:
+    """The selection as a list, or None (with an error message) when it exceeds `limit`.
+
+    A selection is refused whole rather than truncated: acting on an arbitrary part of it
+    would look like success. A QuerySet is read at most `limit` + 1 rows deep.
+    """
+    rows = list(objects[:limit + 1] if isinstance(objects, QuerySet) else objects)
+    if len(rows) > limit:
         messages.error(request, _("Select at most %(max)d rows for this action.")
-                       % {"max": ACTION_MAX})
+                       % {"max": limit})
         return None
-    return objects
+    return rows
 
 
 def run_each(

@@ -36,8 +36,14 @@ from unfold.widgets import (
 )
 
 from core.errors import ZspbError
-from core.models import KeyGenerationJob, LicenseKey, Product, User
-from core.services.keys import INLINE_MAX, key_batch_export, key_generation_start
+from core.models import KeyGenerationJob, LicenseKey, Product
+from core.services.keys import (
+    INLINE_MAX,
+    key_batch_export,
+    key_codes_visible,
+    key_generation_start,
+)
+from staff.actions import actor_of
 from staff.base import staff_can
 from staff.csv_export import CsvColumn, csv_of
 
@@ -100,14 +106,9 @@ def _context(model_admin: ModelAdmin[Any], request: HttpRequest, **extra: Any) -
     return {**model_admin.admin_site.each_context(request), "opts": LicenseKey._meta, **extra}
 
 
-def _actor(request: HttpRequest) -> User:
-    user = request.user
-    assert isinstance(user, User)  # admin views run only for a logged-in staff member
-    return user
-
-
 def _ensure_job_access(request: HttpRequest) -> None:
-    if not (staff_can(request, "generate_keys") or staff_can(request, "manage_keys")):
+    # A batch page shows and exports codes: the same people who may see codes in the list.
+    if not key_codes_visible(actor_of(request)):
         raise PermissionDenied
 
 
@@ -118,7 +119,7 @@ def generate_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> HttpRes
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            job = key_generation_start(actor=_actor(request), product=data["product"],
+            job = key_generation_start(actor=actor_of(request), product=data["product"],
                                        duration=form.duration(), count=data["count"],
                                        note=data["note"], redeem_by=data["redeem_by"])
         except ZspbError as exc:
@@ -141,7 +142,7 @@ def generate_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> HttpRes
 
 def _recent_jobs(model_admin: ModelAdmin[Any], request: HttpRequest) -> list[tuple[str, str]]:
     # A background batch can be found again after leaving its page.
-    jobs = (KeyGenerationJob.objects.filter(created_by=_actor(request))
+    jobs = (KeyGenerationJob.objects.filter(created_by=actor_of(request))
             .select_related("product").order_by("-created_at", "-id")[:RECENT_JOBS])
     return [(_url(model_admin, "keygen_job", job.pk),
              f"{timezone.localtime(job.created_at):%Y-%m-%d %H:%M} - {job.product}: "
@@ -190,7 +191,7 @@ def job_codes_view(model_admin: ModelAdmin[Any], request: HttpRequest, job_id: i
         messages.warning(request, _("The batch is still being generated."))
         return HttpResponseRedirect(_url(model_admin, "keygen_job", job.pk))
     try:
-        keys = key_batch_export(actor=_actor(request), batch=job.batch)
+        keys = key_batch_export(actor=actor_of(request), batch=job.batch)
     except ZspbError as exc:
         messages.error(request, exc.message)
         return HttpResponseRedirect(_url(model_admin, "keygen_job", job.pk))

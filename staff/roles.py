@@ -103,7 +103,7 @@ class RoleAdmin(StaffModelAdmin):
         if not super().has_change_permission(request, obj):
             return False
         actor = request.user
-        return obj is None or (isinstance(actor, User) and obj.rank < actor.rank)
+        return obj is None or (isinstance(actor, User) and actor.can_grant(obj))
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
                  **kwargs: Any) -> Any:

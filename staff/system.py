@@ -1,5 +1,5 @@
-"""System pages: django-q2's queue and task admins and django-axes' lock-outs, re-registered
-on unfold with capabilities; django-otp's raw device admins removed.
+"""System pages: django-q2's queue and task admins, django-axes' lock-outs and Django's groups,
+re-registered on unfold with capabilities; django-otp's raw device admins removed.
 
 Staff hold no Django model permissions (capabilities live on roles), so third-party admins
 left as registered would be reachable by superusers only, and unstyled.
@@ -10,6 +10,8 @@ from __future__ import annotations
 from axes import admin as axes_admin
 from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
+from django.contrib.auth.models import Group
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_q import admin as q_admin
@@ -21,9 +23,19 @@ from staff.base import StaffModelAdmin
 SYSTEM = "manage_roles"
 
 for model in (Schedule, Success, Failure, OrmQ, AccessAttempt, AccessLog, AccessFailureLog,
-              TOTPDevice, StaticDevice):
+              TOTPDevice, StaticDevice, Group):
     if admin.site.is_registered(model):
         admin.site.unregister(model)
+
+
+@admin.register(Group)
+class GroupAdmin(BaseGroupAdmin, StaffModelAdmin):
+    # Django groups carry model permissions, which this site does not use (capabilities live
+    # on roles); kept for completeness, Admin only.
+    view_capability = SYSTEM
+    add_capability = SYSTEM
+    change_capability = SYSTEM
+    delete_capability = SYSTEM
 
 
 @admin.register(Schedule)

@@ -14,7 +14,7 @@ from django_q.conf import Conf
 from core.models import KeyGenerationJob, LicenseKey, LogEntry, Product
 from core.services import keys as key_services
 from core.services.keys import key_generation_run, key_redeem, keys_generate
-from staff.catalogue import mask_code
+from staff.keys import mask_code
 from tests.factories import ProductFactory
 from tests.staff.test_csv import as_dicts, parse_csv
 
