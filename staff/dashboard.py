@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from django.utils import formats
 from django.utils.translation import gettext as _
 
-from core.selectors.dashboard import dashboard_history, dashboard_numbers
+from core.selectors.dashboard import dashboard_snapshot
 
 
 def _chart(labels: list[str], *series: tuple[str, list[int], str]) -> str:
@@ -24,21 +24,21 @@ def _chart(labels: list[str], *series: tuple[str, list[int], str]) -> str:
 
 
 def dashboard_callback(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any]:
-    numbers = dashboard_numbers()
-    history = dashboard_history()
-    labels = [formats.date_format(p.start, "M j") for p in history]
+    snapshot = dashboard_snapshot()
+    history = snapshot.history
+    labels = [formats.date_format(day.start, "M j") for day in history]
     context.update({
-        "numbers": numbers,
+        "numbers": snapshot,
         "queue_threshold": settings.QUEUE_WARN_THRESHOLD,
         "registrations_chart": _chart(
-            labels, (_("Registrations"), [p.registrations for p in history],
+            labels, (_("Registrations"), [day.registrations for day in history],
                      "var(--color-primary-600)")),
         "redemptions_chart": _chart(
-            labels, (_("Redemptions"), [p.redemptions for p in history],
+            labels, (_("Redemptions"), [day.redemptions for day in history],
                      "var(--color-primary-400)")),
         "history_totals": {
-            "registrations": sum(p.registrations for p in history),
-            "redemptions": sum(p.redemptions for p in history),
+            "registrations": sum(day.registrations for day in history),
+            "redemptions": sum(day.redemptions for day in history),
         },
     })
     return context
