@@ -1,7 +1,9 @@
 """Role-aware admin base: every ModelAdmin states which capability each kind of access needs.
 
 Staff roles map to capabilities (config.yaml / the role editor); the admin enforces them in
-has_*_permission, so a hidden menu entry is never the only protection. Superusers pass.
+has_*_permission, so a hidden menu entry is never the only protection. Superusers hold every
+capability but NOBODY: the raw Django add, change and delete pages of domain rows would bypass
+the services (their journal, rank rules and side effects), so they stay closed to everyone.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ from unfold.admin import ModelAdmin
 
 from core.models import User
 
+# The capability of an access that goes through no service: denied to everyone.
+NOBODY = "__nobody__"
+
 
 def staff_can(request: HttpRequest, capability: str | None) -> bool:
     """Whether the logged-in staff member holds `capability` (None: any active staff)."""
     user = request.user
     if not (isinstance(user, User) and user.is_active and user.is_staff):
         return False
-    if user.is_superuser or capability is None:
+    if capability == NOBODY:
+        return False
+    if capability is None:
         return True
     return user.has_capability(capability)
 
@@ -28,9 +35,9 @@ class StaffModelAdmin(ModelAdmin):
     """Set the capability per access; None on view means any staff member may look."""
 
     view_capability: str | None = None
-    add_capability: str | None = "__nobody__"
-    change_capability: str | None = "__nobody__"
-    delete_capability: str | None = "__nobody__"
+    add_capability: str | None = NOBODY
+    change_capability: str | None = NOBODY
+    delete_capability: str | None = NOBODY
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return staff_can(request, self.view_capability)

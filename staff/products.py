@@ -16,7 +16,8 @@ from staff.base import StaffModelAdmin
 @admin.register(Product)
 class ProductAdmin(StaffModelAdmin):
     view_capability = None
-    add_capability = change_capability = delete_capability = "manage_products"
+    # No delete: keys and subscriptions refer to a product; it is deactivated instead.
+    add_capability = change_capability = "manage_products"
     list_display = ["name", "slug", "is_active", "discord_role_id", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "slug"]
@@ -29,10 +30,3 @@ class ProductAdmin(StaffModelAdmin):
                   action="product.update" if change else "product.create", actor=actor_of(request),
                   data={"product_id": obj.pk, "slug": obj.slug,
                         "changed": list(form.changed_data)})
-
-    def delete_model(self, request: HttpRequest, obj: Product) -> None:
-        data = {"product_id": obj.pk, "slug": obj.slug}
-        super().delete_model(request, obj)
-        log_event(category=Category.MODERATION, action="product.delete", actor=actor_of(request),
-                  data=data)
-

@@ -27,10 +27,12 @@ from core.services.keys import keys_generate
 from core.services.releases import release_download_link
 from tests.factories import ProductFactory, UserFactory
 
-CALLERS = ("anon", "user", "support", "moderator", "admin", "banned", "bot")
+# "superuser" is the bootstrap administrator (role admin, is_superuser): allowed whatever a
+# member or any staff role may do.
+CALLERS = ("anon", "user", "support", "moderator", "admin", "superuser", "banned", "bot")
 INVOKERS = ("unlinked", "user", "support", "moderator", "admin", "banned")
 ROLE_OF = {"user": "user", "support": "support", "moderator": "moderator", "admin": "admin",
-           "banned": "user", "other": "user"}
+           "superuser": "admin", "banned": "user", "other": "user"}
 PUBLIC = {"auth_csrf", "auth_login", "auth_register", "health", "license_check",
           "license_public_key", "loader_download"}
 PASSWORD = "correct horse battery"
@@ -67,7 +69,8 @@ def _build_world(tmp_path: Any) -> World:
     users = {}
     for n, (who, role) in enumerate(ROLE_OF.items(), start=1):
         users[who] = UserFactory.create(username=who, role=roles[role], discord_id=5000 + n,
-                                        discord_username=f"{who}_dc")
+                                        discord_username=f"{who}_dc",
+                                        is_superuser=who == "superuser")
         Subscription.objects.create(user=users[who], product=product,
                                     expires_at=_now() + timedelta(days=30))
     release = LoaderRelease.objects.create(version="1.0.0", sha256="0" * 64, size=5,
@@ -129,7 +132,7 @@ def _bound_machine(world: World, caller: str) -> Req:
 Prepare = Callable[[World, str], Req]
 ALL_200 = dict.fromkeys(CALLERS, 200)
 MEMBER_ONLY = {"anon": 401, "user": 200, "support": 200, "moderator": 200, "admin": 200,
-               "banned": 401, "bot": 401}
+               "superuser": 200, "banned": 401, "bot": 401}
 SUPPORT_UP = {**MEMBER_ONLY, "user": 403}
 MODERATOR_UP = {**SUPPORT_UP, "support": 403}
 BOT_ONLY = {**dict.fromkeys(CALLERS, 401), "bot": 200}
@@ -164,7 +167,7 @@ SESSION_MATRIX: dict[str, dict[str, tuple[Prepare, dict[str, int]]]] = {
     "invites_list": {"-": (lambda w, c: Req("GET", "/api/invites"), MEMBER_ONLY)},
     "invites_create": {"-": (lambda w, c: Req("POST", "/api/invites"),
                              _with(MEMBER_ONLY, user=201, support=201, moderator=201,
-                                   admin=201))},
+                                   admin=201, superuser=201))},
     "invites_quota": {"-": (lambda w, c: Req("GET", "/api/invites/quota"), MEMBER_ONLY)},
     "invites_revoke": {
         "own": (lambda w, c: Req("POST", f"/api/invites/{_own_invite(w, c)}/revoke"),
@@ -193,7 +196,7 @@ SESSION_MATRIX: dict[str, dict[str, tuple[Prepare, dict[str, int]]]] = {
     # Discord is off in these tests: members are told so (409); the rest are refused first.
     "discord_resync": {"-": (lambda w, c: Req("POST", "/api/discord/resync"),
                              _with(MEMBER_ONLY, user=409, support=409, moderator=409,
-                                   admin=409))},
+                                   admin=409, superuser=409))},
     "loader_latest": {"-": (lambda w, c: Req("GET", "/api/loader/latest"), MEMBER_ONLY)},
     "loader_download_link": {"-": (lambda w, c: Req("POST", "/api/loader/download-link"),
                                    MEMBER_ONLY)},

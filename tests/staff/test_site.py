@@ -33,7 +33,8 @@ from staff.site import StaffAdminSite
 from tests.factories import InviteFactory, UserFactory
 from tests.staff.conftest import login_staff, totp_device
 
-CALLERS = ["anonymous", "member", "support", "moderator", "admin"]
+# "superuser" is the bootstrap administrator: role admin and is_superuser.
+CALLERS = ["anonymous", "member", "support", "moderator", "admin", "superuser"]
 STANDARD = {"changelist", "add", "change", "delete", "history", "autocomplete"}
 # Custom URL parameters other than object_id, and the model whose first row fills them.
 PARAM_MODELS = {"job_id": "core.keygenerationjob"}
@@ -117,7 +118,9 @@ def allowed(model_admin: Any, kind: str, user: User) -> bool:
     capability = getattr(model_admin, f"{kind}_capability")
     if capability is None:
         return True
-    return user.is_superuser or (capability != "__nobody__" and capability in user.role.permissions)
+    # A capability nobody holds is denied to superusers too.
+    return capability != "__nobody__" and (user.is_superuser
+                                           or capability in user.role.permissions)
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,10 @@ def _any_visible(app_label: str, user: User) -> bool:
 def caller_client(caller: str, roles: dict[str, Role]) -> tuple[Client, User | None]:
     if caller == "anonymous":
         return Client(), None
+    if caller == "superuser":
+        user = UserFactory.create(username="caller_superuser", role=roles["admin"],
+                                  is_superuser=True)
+        return login_staff(Client(), user), user
     user = UserFactory.create(username=f"caller_{caller}",
                               role=roles["user" if caller == "member" else caller])
     return login_staff(Client(), user, verified=caller != "member"), user
