@@ -10,8 +10,9 @@ from django.core.cache import cache
 from django_q.models import OrmQ
 
 from core.models import Role, RoleSyncRequest
-from core.services import rolesync
-from core.services.rolesync import HALT_KEY, member_roles_check, role_sync_drain
+from core.services.rolesync import login as rolesync_login
+from core.services.rolesync import member_roles_check, role_sync_drain
+from core.services.rolesync.drain import HALT_KEY
 from tests.api.conftest import ApiClient
 from tests.discord_standin import Fault
 from tests.factories import UserFactory
@@ -104,7 +105,7 @@ class TestCheck:
         def broken(**kwargs):
             raise RuntimeError("bug")
 
-        monkeypatch.setattr(rolesync, "member_wanted_roles", broken)
+        monkeypatch.setattr(rolesync_login, "member_wanted_roles", broken)
         assert member_roles_check(user=linked) is False
 
 
@@ -130,12 +131,12 @@ class TestAtLogin:
         discord_standin.slow_all(10.0)
         started = time.monotonic()
         login()
-        assert time.monotonic() - started < rolesync.LOGIN_CHECK_TIMEOUT + 1.0
+        assert time.monotonic() - started < rolesync_login.LOGIN_CHECK_TIMEOUT + 1.0
         assert RoleSyncRequest.objects.filter(user=linked, reason="login").exists()
 
     def test_login_succeeds_when_the_check_breaks(self, linked, discord_standin, monkeypatch):
         def broken(**kwargs):
             raise RuntimeError("bug")
 
-        monkeypatch.setattr(rolesync, "discord_client", broken)
+        monkeypatch.setattr(rolesync_login, "discord_client", broken)
         login()

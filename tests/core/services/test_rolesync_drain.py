@@ -21,18 +21,19 @@ from core.discord import rest
 from core.discord.rest import discord_client
 from core.models import LogEntry, Role, RoleSyncRequest, Subscription, User
 from core.selectors.discord import managed_role_ids, member_wanted_roles
-from core.services import rolesync
 from core.services.bans import ban_create, ban_lift
 from core.services.bot import bot_member_event
 from core.services.discord_link import discord_unlink, link_code_consume, link_code_create
 from core.services.rolesync import (
-    HALT_KEY,
+    drain,
+    reconcile,
     role_sync_drain,
     role_sync_expired,
     role_sync_request,
     roles_reconcile_all,
     roles_strip_orphans,
 )
+from core.services.rolesync.drain import HALT_KEY, LOCK_KEY
 from tests.discord_standin import Fault
 from tests.factories import ProductFactory, UserFactory
 
@@ -183,7 +184,7 @@ class TestConverge:
         standin = world["standin"]
         user = linked_member(world, 1)
         role_sync_request(user_id=user.pk, reason="first")
-        original = rolesync.member_wanted_roles
+        original = drain.member_wanted_roles
         calls = []
 
         def wanted_then_changed(*, user):
@@ -192,7 +193,7 @@ class TestConverge:
                 role_sync_request(user_id=user.pk, reason="second")
             return original(user=user)
 
-        monkeypatch.setattr(rolesync, "member_wanted_roles", wanted_then_changed)
+        monkeypatch.setattr(drain, "member_wanted_roles", wanted_then_changed)
         role_sync_drain(limit=1)
         row = RoleSyncRequest.objects.get()
         assert row.reason == "second" and row.not_before <= timezone.now()
@@ -543,7 +544,7 @@ class TestTriggers:
     def test_drains_one_at_a_time(self, world):
         user = linked_member(world, 1)
         role_sync_request(user_id=user.pk, reason="x")
-        cache.add(rolesync.LOCK_KEY, "another worker", timeout=60)
+        cache.add(LOCK_KEY, "another worker", timeout=60)
         assert role_sync_drain().stopped == "busy"
         assert RoleSyncRequest.objects.count() == 1 and not world["standin"].served()
 
@@ -595,7 +596,7 @@ class TestReconcile:
         for discord_id in orphans:
             standin.add_member(discord_id, [LOADER_ROLE, UNMANAGED])
         standin.add_member(DISCORD_BASE + 200, [UNMANAGED])  # holds nothing managed
-        monkeypatch.setattr(rolesync, "ORPHAN_PAGE", 2)
+        monkeypatch.setattr(reconcile, "ORPHAN_PAGE", 2)
         report = roles_strip_orphans()
         assert report.stripped == 5 and report.next_after is None
         assert all(standin.roles_of(d) == {UNMANAGED} for d in orphans)
@@ -606,7 +607,7 @@ class TestReconcile:
         standin = world["standin"]
         for n in range(4):
             standin.add_member(DISCORD_BASE + 100 + n, [LOADER_ROLE])
-        monkeypatch.setattr(rolesync, "ORPHAN_PAGE", 1)
+        monkeypatch.setattr(reconcile, "ORPHAN_PAGE", 1)
         report = roles_strip_orphans(time_budget=0.0)
         assert report.next_after == 0 and report.stripped == 0
         report = roles_strip_orphans(after=DISCORD_BASE + 101)
@@ -638,7 +639,7 @@ def test_concurrent_drains_apply_each_change_once(world):
         try:
             barrier.wait(timeout=10)
             # Each as if in another process: the cache lock is bypassed, leases still hold.
-            cache.delete(rolesync.LOCK_KEY)
+            cache.delete(LOCK_KEY)
             reports.append(role_sync_drain())
         finally:
             connection.close()

@@ -1,0 +1,203 @@
+"""The periodic side of role sync: expiries, a full reconcile, orphaned Discord members.
+
+Time passing changes wanted roles without any write, so expiries are polled. A periodic
+reconcile queues every linked member and strips managed roles from guild members no account
+is linked to, so nothing is lost if Discord, the worker or the bot was down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from core.discord.rest import (
+    DiscordAuthError,
+    DiscordClient,
+    DiscordError,
+    discord_client,
+    discord_enabled,
+)
+from core.models import Subscription, User
+from core.selectors.discord import managed_role_ids
+from core.services.rolesync.drain import (
+    UnknownMember,
+    alert_once,
+    audit_reason,
+    converge,
+    halt,
+    halted,
+    settings_guild,
+)
+from core.services.rolesync.outbox import KEY_PREFIX, drain_soon, request_many
+
+log = logging.getLogger("zspb.rolesync")
+
+# Expired subscriptions are looked up since the last run, or this far back without one.
+EXPIRY_LOOKBACK = timedelta(hours=1)
+RECONCILE_BATCH = 500
+ORPHAN_PAGE = 1000
+RECONCILE_TIME_BUDGET = 45.0
+EXPIRY_MARK_KEY = f"{KEY_PREFIX}:expired-until"
+
+
+def role_sync_expired(*, now: datetime | None = None, queue_drain: bool = True) -> int:
+    """Queue a sync for members whose subscription ended since the last run.
+
+    Time passing changes the wanted roles without any write, so expiry is polled. The mark
+    lives in the cache; without it (first run, cache lost) an hour is looked back, and the
+    six-hourly reconcile covers anything older.
+    """
+    now = now or timezone.now()
+    if not discord_enabled():
+        return 0
+    since = cache.get(EXPIRY_MARK_KEY) or now - EXPIRY_LOOKBACK
+    user_ids = sorted(set(
+        Subscription.objects.filter(
+            expires_at__gt=since, expires_at__lte=now, user__discord_id__isnull=False,
+            product__discord_role_id__isnull=False,
+        ).values_list("user_id", flat=True)
+    ))
+    for start in range(0, len(user_ids), RECONCILE_BATCH):
+        with transaction.atomic():
+            request_many(user_ids=user_ids[start:start + RECONCILE_BATCH], reason="expiry",
+                          now=now)
+    cache.set(EXPIRY_MARK_KEY, now, timeout=None)
+    if user_ids and queue_drain:
+        drain_soon()
+    return len(user_ids)
+
+
+def roles_reconcile_all(*, batch_size: int = RECONCILE_BATCH) -> int:
+    """Queue a sync for every linked member, in batches, so nothing missed stays wrong.
+
+    Existing rows keep their reason (a pending unlink) but become due now, which also
+    re-probes members who were unknown in case the bot missed their join.
+    """
+    if not discord_enabled():
+        return 0
+    last, total = 0, 0
+    while True:
+        ids = list(
+            User.objects.filter(discord_id__isnull=False, pk__gt=last)
+            .order_by("pk").values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            break
+        with transaction.atomic():
+            request_many(user_ids=ids, reason="reconcile", now=timezone.now())
+        total += len(ids)
+        last = ids[-1]
+    if total:
+        drain_soon()
+    return total
+
+
+@dataclass
+class OrphanReport:
+    stripped: int = 0  # members who lost managed roles
+    next_after: int | None = None  # resume the scan after this member id; None when done
+    stopped: str = ""
+
+
+def roles_strip_orphans(
+    *, after: int = 0, time_budget: float = RECONCILE_TIME_BUDGET,
+    client: DiscordClient | None = None,
+) -> OrphanReport:
+    """Remove managed roles from guild members no site account is linked to.
+
+    Catches what the outbox cannot: a deleted account, an unlink that was coalesced away,
+    roles handed out by hand while the bot was down. Pages through the member list (needs the
+    GUILD_MEMBERS intent) and stops after `time_budget`, returning where to resume.
+    """
+    report = OrphanReport()
+    if not discord_enabled() or halted():
+        report.stopped = "disabled" if not discord_enabled() else "halted"
+        return report
+    deadline = time.monotonic() + time_budget
+    guild_id = settings_guild()
+    managed = managed_role_ids()
+    own = client is None
+    client = client or discord_client()
+    cursor = after
+    try:
+        while time.monotonic() < deadline:
+            try:
+                page = client.guild_members(guild_id=guild_id, after=cursor,
+                                            limit=ORPHAN_PAGE, deadline=deadline)
+            except DiscordAuthError as exc:
+                # Listing members needs the GUILD_MEMBERS intent; role sync itself does not,
+                # so this pauses only the scan.
+                alert_once(key=f"{KEY_PREFIX}:alerted:member-list",
+                           action="discord.member_list_forbidden",
+                           data={"status": exc.status, "code": exc.code,
+                                 "hint": "Enable the Server Members (GUILD_MEMBERS) intent "
+                                         "for the bot in the developer portal."})
+                report.stopped = "forbidden"
+                return report
+            if not page:
+                return report
+            holders = [m for m in page if m.roles & managed and not m.bot]
+            linked = set(User.objects.filter(
+                discord_id__in=[m.user_id for m in holders]
+            ).values_list("discord_id", flat=True))
+            for member in holders:
+                if member.user_id in linked:
+                    continue
+                try:
+                    converge(client, guild_id=guild_id, discord_id=member.user_id,
+                             wanted=set(), managed=managed, reason=audit_reason("not linked"),
+                             deadline=deadline)
+                except UnknownMember:
+                    continue
+                report.stripped += 1
+            cursor = max(m.user_id for m in page)
+            if len(page) < ORPHAN_PAGE:
+                return report
+        report.next_after = cursor
+    except DiscordAuthError as exc:
+        halt(exc)
+        report.stopped = "forbidden"
+    except DiscordError as exc:
+        log.warning("orphan role scan stopped: %s", exc.summary())
+        report.stopped = type(exc).__name__
+    finally:
+        if own:
+            client.close()
+    return report
+
+
+def member_strip_soon(*, discord_id: int) -> None:
+    """For an account about to be deleted (its outbox row goes with it): after commit, a task
+    removes the managed roles from its Discord member. The orphan scan is the fallback."""
+    if discord_enabled():
+        transaction.on_commit(
+            lambda: async_task("core.tasks.rolesync_strip_member", discord_id), robust=True
+        )
+
+
+def member_roles_strip(*, discord_id: int, client: DiscordClient | None = None) -> bool:
+    """Remove every managed role from a Discord member no account is linked to.
+
+    Returns whether the member was handled (False: linked again meanwhile, or Discord off).
+    """
+    if not discord_enabled() or User.objects.filter(discord_id=discord_id).exists():
+        return False
+    own = client is None
+    client = client or discord_client()
+    try:
+        with contextlib.suppress(UnknownMember):
+            converge(client, guild_id=settings_guild(), discord_id=discord_id, wanted=set(),
+                     managed=managed_role_ids(), reason=audit_reason("account deleted"),
+                     deadline=time.monotonic() + RECONCILE_TIME_BUDGET)
+    finally:
+        if own:
+            client.close()
+    return True
