@@ -9,14 +9,8 @@ from pydantic import Field
 from api.auth import current_user, member_auth
 from api.errors import ERRORS
 from api.schemas import PathId
-from core.selectors.stats import (
-    PeriodStats,
-    UserStats,
-    stats_history,
-    user_stats,
-    user_stats_for_viewer,
-)
-from core.services.access import ensure_capability
+from core.selectors.stats import PeriodStats, UserStats, user_stats
+from core.services.stats import stats_history_for_viewer, stats_user_for_viewer
 
 router = Router(tags=["stats"], auth=member_auth)
 
@@ -80,13 +74,13 @@ def my_stats(request: HttpRequest) -> UserStatsOut:
 @router.get("/users/{user_id}", response={200: UserStatsOut, **ERRORS},
             operation_id="stats_user", summary="Any member's statistics (Support and above)")
 def any_stats(request: HttpRequest, user_id: PathId) -> UserStatsOut:
-    return _out(user_stats_for_viewer(viewer=current_user(request), user_id=user_id))
+    return _out(stats_user_for_viewer(viewer=current_user(request), user_id=user_id))
 
 
 @router.get("/history", response={200: HistoryOut, **ERRORS}, operation_id="stats_history",
             summary="Registrations, redemptions and active subscriptions per day and week "
                     "(staff)")
 def history(request: HttpRequest, query: Query[HistoryIn]) -> HistoryOut:
-    ensure_capability(current_user(request), "view_any_stats")
-    data: dict[str, list[PeriodStats]] = stats_history(days=query.days, weeks=query.weeks)
+    data: dict[str, list[PeriodStats]] = stats_history_for_viewer(
+        viewer=current_user(request), days=query.days, weeks=query.weeks)
     return HistoryOut.model_validate(data, from_attributes=True)

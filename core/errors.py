@@ -182,3 +182,12 @@ class MachineResetDisabled(PermissionDenied):
 class DiscordOff(Conflict):
     code = "discord_off"
     default_message = _("Discord is not connected to this site.")
+
+
+# Staff second factor
+class TwoFactorRequired(PermissionDenied):
+    code = "two_factor_required"
+    default_message = _(
+        "Staff operations need your second factor: enter your authenticator code in the staff "
+        "admin (/admin/) first."
+    )

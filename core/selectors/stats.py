@@ -11,7 +11,6 @@ from django.utils.translation import gettext as _
 from core.errors import NotFound
 from core.models import Ban, Invite, LicenseKey, Subscription, User
 from core.selectors.invites import invite_quota, invites_counted_this_month
-from core.services.access import ensure_capability
 
 
 @dataclass(frozen=True)
@@ -85,13 +84,6 @@ def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
         ban_ends_at=ban.ends_at if ban is not None and ban.is_active else None,
         subscriptions=subs,
     )
-
-
-def user_stats_for_viewer(*, viewer: User, user_id: int) -> UserStats:
-    """Own stats for everyone; anyone else's for Support and above."""
-    if viewer.pk != user_id:
-        ensure_capability(viewer, "view_any_stats")
-    return user_stats(user_id=user_id)
 
 
 @dataclass(frozen=True)

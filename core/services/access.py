@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
-from core.errors import PermissionDenied, RankViolation, UserBanned
+from core.errors import PermissionDenied, RankViolation, TwoFactorRequired, UserBanned
 from core.models import Role, User
 
 
@@ -17,6 +17,20 @@ def ensure_capability(actor: User, capability: str) -> None:
     ensure_active(actor)
     if not actor.has_capability(capability):
         raise PermissionDenied()
+    ensure_second_factor(actor)
+
+
+def ensure_second_factor(actor: User) -> None:
+    """A staff capability used from a web session needs the session's verified second factor.
+
+    django-otp's OTPMiddleware puts is_verified() on request.user, so only an actor that came
+    from a web request carries it; the bot (acting for a Discord id) and tasks load their
+    actor from the database and are not sessions. The admin asks for TOTP before any page, so
+    this matters for the API and the pages.
+    """
+    check = getattr(actor, "is_verified", None)
+    if check is not None and not check():
+        raise TwoFactorRequired()
 
 
 def ensure_outranks(actor: User, target: User) -> None:

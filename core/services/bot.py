@@ -15,7 +15,7 @@ from django.utils.translation import gettext_noop
 from core.errors import InvokerNotLinked, NotFound, UserBanned
 from core.models import Ban, Product, Subscription, User
 from core.selectors.discord import MemberRoles, member_roles, user_by_discord_id
-from core.selectors.stats import UserStats, user_stats_for_viewer
+from core.selectors.stats import UserStats
 from core.services.access import ensure_capability
 from core.services.bans import ban_create, ban_lift
 from core.services.discord_link import link_code_create
@@ -23,6 +23,7 @@ from core.services.keys import GeneratedKeys, key_redeem, keys_generate
 from core.services.logs import Category, log_event
 from core.services.ratelimit import rate_limit
 from core.services.rolesync import role_sync_request
+from core.services.stats import stats_user_for_viewer
 
 TARGET_NOT_LINKED = gettext_noop("That Discord user has not linked a site account.")
 
@@ -111,9 +112,9 @@ def bot_ban_lift(*, invoker_discord_id: int, target_discord_id: int) -> Ban:
 def bot_user_stats(*, invoker_discord_id: int, target_discord_id: int) -> UserStats:
     viewer = bot_invoker(discord_id=invoker_discord_id)
     if target_discord_id == invoker_discord_id:
-        return user_stats_for_viewer(viewer=viewer, user_id=viewer.pk)
+        return stats_user_for_viewer(viewer=viewer, user_id=viewer.pk)
     ensure_capability(viewer, "view_any_stats")
-    return user_stats_for_viewer(viewer=viewer, user_id=_target(target_discord_id).pk)
+    return stats_user_for_viewer(viewer=viewer, user_id=_target(target_discord_id).pk)
 
 
 def bot_member_roles(*, discord_id: int, invoker_discord_id: int | None = None) -> MemberRoles:

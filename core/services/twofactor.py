@@ -6,10 +6,14 @@ device (the QR code's secret), confirms it with a first token and issues backup 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -55,6 +59,24 @@ def twofactor_start_enrolment(*, user: User) -> TOTPDevice:
     return device
 
 
+def _seconds_left(info: dict[str, Any] | None) -> int:
+    """Seconds until django-otp's throttle lets the device verify again (at least 1)."""
+    locked_until = (info or {}).get("locked_until")
+    if locked_until is None:
+        return 1
+    return max(1, math.ceil((locked_until - timezone.now()).total_seconds()))
+
+
+def _throttled(seconds: int) -> RateLimited:
+    # django-otp doubles the wait after each wrong code, so "a few seconds" may be minutes.
+    return RateLimited(
+        ngettext("Too many wrong codes; wait %(seconds)d second and try again.",
+                 "Too many wrong codes; wait %(seconds)d seconds and try again.",
+                 seconds) % {"seconds": seconds},
+        retry_after=seconds,
+    )
+
+
 def _new_backup_codes(user: User) -> list[str]:
     StaticDevice.objects.filter(user=user).delete()
     device = StaticDevice.objects.create(user=user, name=BACKUP_DEVICE_NAME, confirmed=True)
@@ -75,7 +97,7 @@ def twofactor_confirm_enrolment(*, user: User, token: str) -> Enrolment:
         )
         if device is None:
             raise Conflict(_("Start the enrolment again: no pending authenticator was found."))
-        allowed, _info = device.verify_is_allowed()
+        allowed, info = device.verify_is_allowed()
         # A failed verify records its throttling state, so it must commit, not raise here.
         verified = allowed and device.verify_token(_clean_token(token))
         if verified:
@@ -86,7 +108,7 @@ def twofactor_confirm_enrolment(*, user: User, token: str) -> Enrolment:
             log_event(category=Category.USER, action="staff.2fa_enrol", actor=user,
                       target=user, data={"backup_codes": len(codes)})
     if not allowed:
-        raise RateLimited(_("Too many wrong codes; wait a few seconds and try again."))
+        raise _throttled(_seconds_left(info))
     if not verified:
         raise InvalidInput(_("That code is not valid. Check the clock of your phone and retry."),
                            fields={"token": "invalid"})
@@ -101,7 +123,7 @@ def twofactor_verify(*, user: User, token: str) -> Device:
     """
     _ensure_staff(user)
     cleaned = _clean_token(token)
-    throttled = False
+    wait = 0  # seconds until a throttled candidate may verify again
     matched: Device | None = None
     with transaction.atomic():
         candidates: list[Device] = [
@@ -113,9 +135,9 @@ def twofactor_verify(*, user: User, token: str) -> Device:
             # code does not count as a failure on a device that could never accept it.
             if isinstance(device, TOTPDevice) != cleaned.isdigit():
                 continue
-            allowed, _info = device.verify_is_allowed()
+            allowed, info = device.verify_is_allowed()
             if not allowed:
-                throttled = True
+                wait = max(wait, _seconds_left(info))
                 continue
             if device.verify_token(cleaned):
                 matched = device
@@ -128,8 +150,8 @@ def twofactor_verify(*, user: User, token: str) -> Device:
         return matched
     if not candidates:
         raise Conflict(_("Two-factor login is not set up for this account yet."))
-    if throttled:
-        raise RateLimited(_("Too many wrong codes; wait a few seconds and try again."))
+    if wait:
+        raise _throttled(wait)
     raise InvalidInput(_("That code is not valid."), fields={"token": "invalid"})
 
 

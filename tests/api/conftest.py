@@ -10,13 +10,18 @@ from django.conf import settings
 from django.test import Client
 
 from core.models import User
+from tests.staff.conftest import otp_verify
 
 
 class ApiClient:
-    def __init__(self, user: User | None = None, ip: str = "198.51.100.1") -> None:
+    def __init__(self, user: User | None = None, ip: str = "198.51.100.1", *,
+                 verified: bool = True) -> None:
         self.client = Client(enforce_csrf_checks=True, REMOTE_ADDR=ip)
         if user is not None:
             self.client.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+            if verified and user.is_staff:
+                # Staff sessions have passed the second factor unless a test says otherwise.
+                otp_verify(self.client, user)
         self.client.get("/api/auth/csrf")
 
     @property
@@ -40,8 +45,9 @@ class ApiClient:
 
 @pytest.fixture
 def api_as():
-    def make(user: User | None = None, ip: str = "198.51.100.1") -> ApiClient:
-        return ApiClient(user, ip)
+    def make(user: User | None = None, ip: str = "198.51.100.1", *,
+             verified: bool = True) -> ApiClient:
+        return ApiClient(user, ip, verified=verified)
 
     return make
 

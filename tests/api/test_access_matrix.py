@@ -26,6 +26,7 @@ from core.services.invites import invite_create
 from core.services.keys import keys_generate
 from core.services.releases import release_download_link
 from tests.factories import ProductFactory, UserFactory
+from tests.staff.conftest import otp_verify
 
 # "superuser" is the bootstrap administrator (role admin, is_superuser): allowed whatever a
 # member or any staff role may do.
@@ -277,6 +278,9 @@ def _session_client(world: World, caller: str) -> tuple[Client, dict[str, str]]:
     elif caller != "anon":
         client.force_login(world.users[caller],
                            backend="django.contrib.auth.backends.ModelBackend")
+        if world.users[caller].is_staff:
+            # Staff sessions have passed TOTP; test_staff_two_factor.py covers those that have not.
+            otp_verify(client, world.users[caller])
     client.get("/api/auth/csrf")
     headers["HTTP_X_CSRFTOKEN"] = client.cookies[settings.CSRF_COOKIE_NAME].value
     return client, headers

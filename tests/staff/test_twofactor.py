@@ -4,6 +4,7 @@ backup codes; throttling and replay; device reset by an Admin."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
@@ -11,7 +12,13 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from core.errors import InvalidInput, RateLimited
 from core.models import LogEntry
+from core.services.twofactor import (
+    twofactor_confirm_enrolment,
+    twofactor_start_enrolment,
+    twofactor_verify,
+)
 from tests.factories import UserFactory
 from tests.staff.conftest import login_staff, totp_device, totp_token
 
@@ -94,6 +101,50 @@ def test_wrong_codes_are_throttled(settings, staff_user):
     assert b"Too many wrong codes" in blocked.content
     device.refresh_from_db()
     assert device.throttling_failure_count == 1
+
+
+@pytest.mark.django_db
+def test_a_throttled_code_says_how_long_and_a_correct_one_passes_after_the_wait(
+        settings, staff_user):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 20
+    user = staff_user("support")
+    device = totp_device(user)
+    client = login_staff(Client(), user, verified=False)
+    client.post("/admin/otp/verify/", {"token": "000000"})
+    blocked = client.post("/admin/otp/verify/", {"token": totp_token(device)})
+    assert blocked.status_code == 200
+    assert re.search(rb"wait (19|20) seconds", blocked.content), blocked.content[-3000:]
+
+    with pytest.raises(RateLimited) as refused:
+        twofactor_verify(user=user, token=totp_token(device))
+    assert refused.value.details["retry_after"] in (19, 20)
+
+    # The wait is over: the same correct code is accepted.
+    device.refresh_from_db()
+    device.throttling_failure_timestamp -= timedelta(seconds=21)
+    device.save(update_fields=["throttling_failure_timestamp"])
+    ok = client.post("/admin/otp/verify/", {"token": totp_token(device)})
+    assert ok.status_code == 302, ok.content[-2000:]
+    assert client.get("/admin/").status_code == 200
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 0
+
+
+@pytest.mark.django_db
+def test_a_throttled_enrolment_code_says_how_long(settings, staff_user):
+    settings.OTP_TOTP_THROTTLE_FACTOR = 20
+    user = staff_user("support")
+    device = twofactor_start_enrolment(user=user)
+    with pytest.raises(InvalidInput):
+        twofactor_confirm_enrolment(user=user, token="000000")
+    with pytest.raises(RateLimited) as refused:
+        twofactor_confirm_enrolment(user=user, token=totp_token(device))
+    assert refused.value.details["retry_after"] in (19, 20)
+    assert "seconds" in str(refused.value.message)
+    device.refresh_from_db()
+    device.throttling_failure_timestamp -= timedelta(seconds=21)
+    device.save(update_fields=["throttling_failure_timestamp"])
+    assert twofactor_confirm_enrolment(user=user, token=totp_token(device)).backup_codes
 
 
 @pytest.mark.django_db
