@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -19,7 +19,6 @@ from unfold.widgets import (
     UnfoldAdminTextareaWidget,
 )
 
-from core.errors import ZspbError
 from core.models import Subscription
 from core.services.licensing import subscription_reset_hwid
 from core.services.subscriptions import subscription_adjust
@@ -29,7 +28,7 @@ from staff.changelist import ScaledChangeListMixin, user_filter
 from staff.csv_export import CsvColumn, CsvExportMixin, field_column
 from staff.keygen import format_duration
 
-# An intermediate form lists what it acts on; a longer selection is refused, not truncated.
+# Both actions list what they act on; a longer selection is refused whole, never truncated.
 ADJUST_MAX = 500
 
 
@@ -127,14 +126,10 @@ class SubscriptionAdmin(CsvExportMixin, ScaledChangeListMixin, StaffModelAdmin):
 
     @admin.action(description=_("Reset HWID binding"), permissions=["manage_users"])
     def reset_hwid(self, request: HttpRequest, queryset: QuerySet[Subscription]) -> None:
-        done = 0
-        for subscription_id in queryset.values_list("pk", flat=True)[:ADJUST_MAX]:
-            try:
-                subscription_reset_hwid(actor=actor_of(request), subscription_id=subscription_id)
-                done += 1
-            except ZspbError as exc:
-                messages.error(request, f"#{subscription_id}: {exc.message}")
-        if done:
-            messages.success(request, _("HWID reset on %(count)s subscriptions.")
-                             % {"count": done})
-
+        subscriptions = capped(request, queryset.select_related("user", "product"),
+                               limit=ADJUST_MAX)
+        if subscriptions is not None:
+            actor = actor_of(request)
+            run_each(request, subscriptions,
+                     lambda s: subscription_reset_hwid(actor=actor, subscription_id=s.pk),
+                     done=_("HWID reset on %(count)d subscriptions."))

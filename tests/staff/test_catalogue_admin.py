@@ -268,3 +268,25 @@ def test_moderator_cannot_publish(staff_client: Any, media: Any) -> None:
     client.post(RELEASES, {"action": "publish", "_selected_action": [str(release.pk)]})
     release.refresh_from_db()
     assert release.published is False
+
+
+@pytest.mark.django_db
+def test_hwid_reset_refuses_a_selection_over_the_cap(staff_client: Any, roles: Any,
+                                                     product: Product,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """It used to reset the first ADJUST_MAX rows and silently drop the rest."""
+    monkeypatch.setattr("staff.subscriptions.ADJUST_MAX", 2)
+    client = staff_client("moderator")
+    now = timezone.now()
+    subscriptions = [Subscription.objects.create(
+        user=UserFactory.create(role=roles["user"]), product=product,
+        expires_at=now + timedelta(days=1), hwid_digest="ab" * 32) for _ in range(3)]
+    response = client.post(SUBS, {"action": "reset_hwid",
+                                  "_selected_action": [str(s.pk) for s in subscriptions]},
+                           follow=True)
+    assert "Select at most 2 rows for this action." in response.content.decode()
+    assert Subscription.objects.filter(hwid_digest="").count() == 0
+    assert not LogEntry.objects.filter(action="subscription.reset_hwid").exists()
+    client.post(SUBS, {"action": "reset_hwid",
+                       "_selected_action": [str(s.pk) for s in subscriptions[:2]]})
+    assert Subscription.objects.filter(hwid_digest="").count() == 2
