@@ -1,14 +1,22 @@
-"""The three journals: each shows its own category, filters, read-only for everyone, CSV."""
+"""The three journals: each shows its own category, filters, read-only for everyone, CSV;
+entries read as translated sentences with the people linked and the raw data one click away."""
 
 from __future__ import annotations
 
+import ast
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from core.models import LogEntry
+from core.selectors.journal import JOURNAL_DESCRIPTIONS, journal_entry_text
 from core.services.logs import Category, log_event
 from tests.factories import UserFactory
 from tests.staff.conftest import login_staff
@@ -154,3 +162,130 @@ def test_members_cannot_read_journals(client: Any, member: Any, entries: Any) ->
     for url in JOURNALS.values():
         assert client.get(url).status_code == 302
         assert client.get(f"{url}export.csv").status_code == 302
+
+
+def user_link(user: Any) -> str:
+    return rf'<a href="/admin/core/user/{user.pk}/change/"[^>]*>{user.username}</a>'
+
+
+@pytest.mark.django_db
+def test_entries_read_as_sentences_with_people_linked(staff_client: Any, entries: Any,
+                                                      moderator: Any, member: Any) -> None:
+    html = staff_client("support").get(JOURNALS[Category.MODERATION]).content.decode()
+    assert re.search(rf"{user_link(moderator)} banned {user_link(member)} permanently: spam",
+                     html), html
+    # The raw data stays one click away, in a closed <details> of the same row.
+    assert re.search(r"<details[^>]*>\s*<summary[^>]*>[^<]*</summary>\s*<pre[^>]*>"
+                     r"\{\s*&quot;reason&quot;: &quot;spam&quot;\s*\}</pre>", html), html
+    user_html = staff_client("support", username="s2").get(
+        JOURNALS[Category.USER]).content.decode()
+    assert re.search(rf"{user_link(member)} redeemed a key", user_html), user_html
+
+
+@pytest.mark.django_db
+def test_descriptions_use_the_entry_data(moderator: Any, member: Any, product: Any) -> None:
+    entry = log_event(category=Category.USER, action="key.redeem", actor=member,
+                      data={"key_id": 1, "product": "loader",
+                            "expires_at": "2026-12-30T04:17:27+00:00"})
+    text = journal_entry_text(entry=entry)
+    assert text.startswith("member redeemed a key for loader")
+    assert "2026" in text and "T04:17" not in text  # a date as people write it
+    timed = log_event(category=Category.MODERATION, action="user.ban", actor=moderator,
+                      target=member, data={"reason": "spam",
+                                           "ends_at": "2026-12-30T04:17:27+00:00"})
+    assert journal_entry_text(entry=timed).startswith("moderator banned member until ")
+    adjust = log_event(category=Category.MODERATION, action="subscription.adjust",
+                       actor=moderator, target=member,
+                       data={"product": "loader", "delta_seconds": -3 * 86400,
+                             "reason": "refund", "new_expires_at": "2026-12-01T00:00:00+00:00"})
+    assert "by -3 days" in journal_entry_text(entry=adjust)
+    generated = log_event(category=Category.MODERATION, action="keys.generate", actor=moderator,
+                          data={"count": 5, "product": "loader", "duration_seconds": 86400})
+    assert journal_entry_text(entry=generated) == (
+        "moderator generated 5 keys for loader (1 day each)")
+
+
+@pytest.mark.django_db
+def test_unknown_actions_and_missing_data_fall_back(staff_client: Any, moderator: Any) -> None:
+    LogEntry.objects.all().delete()
+    unknown = log_event(category=Category.MODERATION, action="mystery.thing", actor=moderator,
+                        data={"x": 1})
+    assert journal_entry_text(entry=unknown) == "mystery.thing by moderator"
+    nobody = log_event(category=Category.ERROR, action="mystery.crash")
+    assert journal_entry_text(entry=nobody) == "mystery.crash"
+    old = log_event(category=Category.MODERATION, action="user.ban", actor=moderator)
+    assert journal_entry_text(entry=old) == "moderator banned someone permanently: —"
+    html = staff_client("admin").get(JOURNALS[Category.MODERATION]).content.decode()
+    assert re.search(rf'<span class="font-medium">mystery.thing</span> by {user_link(moderator)}',
+                     html), html
+
+
+@pytest.mark.django_db
+def test_names_and_data_are_escaped(staff_client: Any, moderator: Any) -> None:
+    evil = UserFactory.create(username="<b>evil</b>")
+    log_event(category=Category.MODERATION, action="user.ban", actor=moderator, target=evil,
+              data={"reason": "<script>alert(1)</script>"})
+    html = staff_client("admin").get(JOURNALS[Category.MODERATION]).content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;evil&lt;/b&gt;</a>" in html
+
+
+@pytest.mark.django_db
+def test_change_page_shows_the_sentence_and_the_raw_data(staff_client: Any, entries: Any,
+                                                         moderator: Any, member: Any) -> None:
+    url = f"{JOURNALS[Category.MODERATION]}{entries['ban'].pk}/change/"
+    html = staff_client("support").get(url).content.decode()
+    assert re.search(rf"{user_link(moderator)} banned {user_link(member)} permanently: spam",
+                     html), html
+    assert "&quot;reason&quot;: &quot;spam&quot;" in html
+
+
+def logged_actions() -> set[str]:
+    """Every action literal passed to log_event (or the role sync's _alert_once) in the code."""
+    found: set[str] = set()
+    root = Path(settings.BASE_DIR)
+    for package in ("core", "api", "staff", "botapp"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+                if name not in {"log_event", "_alert_once"}:
+                    continue
+                for keyword in node.keywords:
+                    if keyword.arg == "action":
+                        found |= {c.value for c in ast.walk(keyword.value)
+                                  if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    return found
+
+
+def test_every_journaled_action_has_a_description() -> None:
+    actions = logged_actions()
+    assert {"key.redeem", "user.ban", "loader.release_withdraw"} <= actions
+    assert sorted(actions - set(JOURNAL_DESCRIPTIONS)) == []
+
+
+@pytest.mark.django_db
+def test_descriptions_add_no_queries_per_row(staff_client: Any, moderator: Any,
+                                             member: Any) -> None:
+    client = staff_client("admin")
+    url = JOURNALS[Category.MODERATION]
+
+    def seed(count: int) -> None:
+        for i in range(count):
+            log_event(category=Category.MODERATION, action="user.ban", actor=moderator,
+                      target=member, data={"reason": f"r{i}"})
+            log_event(category=Category.MODERATION, action="keys.generate", actor=moderator,
+                      data={"count": i, "product": "loader", "duration_seconds": 3600})
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    seed(2)
+    client.get(url)
+    few = queries()
+    seed(40)
+    assert queries() == few
