@@ -17,8 +17,10 @@ from django.utils.translation import gettext as _
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
+from core.error_hooks import request_place
 from core.errors import ZspbError
-from core.services.logs import Category, log_event
+from core.requestid import request_id_current
+from core.services.logs import error_journal
 
 logger = logging.getLogger(__name__)
 
@@ -101,12 +103,13 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(Exception)
     def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # Answered here, so Django's got_request_exception (core.error_hooks) never sees it:
+        # this is the API's one journal entry.
+        request_id = getattr(request, "request_id", None) or request_id_current() or ""
         logger.exception("unhandled API error on %s %s", request.method, request.path)
-        try:
-            log_event(category=Category.ERROR, action="api.unhandled",
-                      data={"path": request.path[:200], "method": request.method,
-                            "error": type(exc).__name__})
-        except Exception:  # the journal itself may be what is down
-            logger.exception("could not journal the error")
+        error_journal(action="api.unhandled", place=request_place(request), error=exc,
+                      request_id=request_id,
+                      data={"path": request.path[:200], "method": request.method})
         return error_response(api, request, 500, "internal_error",
-                              _("Something went wrong on our side; it has been logged."))
+                              _("Something went wrong on our side; it has been logged."),
+                              {"request_id": request_id})

@@ -101,6 +101,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_q",
+    # Only for its templates and static files: /api/docs serves Swagger UI from the site.
+    "ninja",
     "channels",
     "csp",
     "axes",
@@ -113,6 +115,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every log line of a request, Django's own included, carries its id.
+    "core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -295,12 +299,17 @@ if LOG_DIR:
             "class": "logging.handlers.WatchedFileHandler",
             "filename": str(Path(LOG_DIR) / f"{_journal}.log"),
             "formatter": "plain",
+            "filters": ["request_id"],
         }
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    # request_id: the id of the request (X-Request-ID) or task being served, "-" elsewhere.
+    "filters": {"request_id": {"()": "core.requestid.RequestIdFilter"}},
+    "formatters": {"plain": {
+        "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["request_id"]},
                  **_journal_handlers},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {

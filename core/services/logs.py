@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.cache import cache
 from django.db import transaction
 
 from core.crypto import digest
 from core.models import LogEntry, User
+from core.requestid import request_id_current
 from core.services.webhooks import webhook_enqueue, webhook_wanted
 
 Category = LogEntry.Category
@@ -54,3 +56,43 @@ def log_event(
         entry.data,
     )
     return entry
+
+
+ERROR_DEDUP_SECONDS = 300
+_errors_log = logging.getLogger("zspb.errors")
+
+
+def error_journal(
+    *,
+    action: str,
+    place: str,
+    error: BaseException | str,
+    request_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> LogEntry | None:
+    """One system-error entry for an unhandled exception, at most one per place and error type
+    in ERROR_DEDUP_SECONDS; None when deduplicated or when the journal itself failed.
+
+    Never raises: it runs while something has already gone wrong, and the database or the
+    cache may be what is down. Without a cache every error is journaled.
+    """
+    error_type = error if isinstance(error, str) else type(error).__name__
+    request_id = request_id or request_id_current() or ""
+    key = f"zspb:error-seen:{digest(f'{place}|{error_type}', purpose='error')[:32]}"
+    try:
+        first = bool(cache.add(key, 1, timeout=ERROR_DEDUP_SECONDS))
+    except Exception:  # (the cache may be down; journal anyway)
+        first = True
+    if not first:
+        _errors_log.info("%s %s in %s again (journaled within the last %ds) request_id=%s",
+                         action, error_type, place, ERROR_DEDUP_SECONDS, request_id or "-")
+        return None
+    try:
+        return log_event(category=Category.ERROR, action=action, ip=ip,
+                         data={**(data or {}), "place": place[:200], "error": error_type[:100],
+                               "request_id": request_id})
+    except Exception:  # (the journal itself may be what is down)
+        _errors_log.exception("could not journal %s %s in %s request_id=%s", action,
+                              error_type, place, request_id or "-")
+        return None

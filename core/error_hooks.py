@@ -1,0 +1,82 @@
+"""Unhandled exceptions of requests and django-q2 tasks into the system-error journal.
+
+Connected once by CoreConfig.ready(). The API answers its own errors (api.errors) and
+journals them there, so Django's got_request_exception only fires here for the pages and the
+admin. A task failure is seen in the worker through django-q2's post_execute_in_worker.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+from django.core.signals import got_request_exception
+from django.http import HttpRequest
+from django_q.signals import post_execute_in_worker, pre_execute
+
+from core.requestid import request_id_current, request_id_set
+from core.services.logs import error_journal
+
+# django-q2 stores a failure as "<message> : <traceback>"; the traceback's last line starts
+# with the exception's (qualified) class name.
+_LAST_LINE_TYPE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
+
+
+def request_place(request: HttpRequest) -> str:
+    """The view that failed (its URL name, else its function), for deduplication."""
+    match = getattr(request, "resolver_match", None)
+    if match is not None:
+        return str(match.view_name or match._func_path)[:200]
+    return request.path[:200]
+
+
+def _on_request_exception(sender: Any, request: HttpRequest | None = None,
+                          **kwargs: Any) -> None:
+    error = sys.exc_info()[1]
+    if request is None or error is None:
+        return
+    error_journal(action="request.unhandled", place=request_place(request), error=error,
+                  request_id=getattr(request, "request_id", None) or request_id_current(),
+                  data={"method": request.method, "path": request.path[:200]})
+
+
+def _failure_type(result: Any) -> str:
+    lines = [line for line in str(result or "").splitlines() if line.strip()]
+    match = _LAST_LINE_TYPE.match(lines[-1]) if lines else None
+    return match.group(1).rsplit(".", 1)[-1] if match else "Exception"
+
+
+def _on_task_start(sender: Any, task: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    # A worker runs one task at a time: its log lines carry the task's id as request id.
+    request_id_set(str((task or {}).get("id") or "") or None)
+
+
+def _on_task_executed(sender: Any, task: dict[str, Any] | None = None, func: Any = None,
+                      **kwargs: Any) -> None:
+    try:
+        _journal_task_failure(task, func)
+    finally:
+        request_id_set(None)
+
+
+def _journal_task_failure(task: dict[str, Any] | None, func: Any) -> None:
+    if not task or task.get("success", False) is True:
+        return
+    error: BaseException | str | None = sys.exc_info()[1]  # a sync task re-raises from here
+    if error is None:
+        if "success" not in task:
+            return
+        error = _failure_type(task.get("result"))
+    name = getattr(func, "__qualname__", None) or str(task.get("func") or task.get("name"))
+    module = getattr(func, "__module__", "")
+    place = f"task:{module}.{name}" if module else f"task:{name}"
+    error_journal(action="task.failed", place=place, error=error,
+                  request_id=str(task.get("id") or ""),
+                  data={"task": str(task.get("name") or "")[:100]})
+
+
+def connect() -> None:
+    got_request_exception.connect(_on_request_exception, dispatch_uid="zspb.request_errors")
+    pre_execute.connect(_on_task_start, dispatch_uid="zspb.task_request_id")
+    post_execute_in_worker.connect(_on_task_executed, dispatch_uid="zspb.task_errors")
