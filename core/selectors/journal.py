@@ -79,7 +79,7 @@ JOURNAL_DESCRIPTIONS: dict[str, Promise] = {
     "license.check_failed": gettext_lazy("Licence check for %(product)s refused (%(mode)s): "
                                          "%(reason)s"),
     "product.create": gettext_lazy("%(actor)s created the product %(slug)s"),
-    "product.update": gettext_lazy("%(actor)s edited the product %(slug)s"),
+    "product.update": gettext_lazy("%(actor)s edited the product %(slug)s (%(fields)s)"),
     "product.delete": gettext_lazy("%(actor)s deleted the product %(slug)s"),
     # Loader
     "loader.release_create": gettext_lazy("%(actor)s uploaded loader %(version)s"),
@@ -166,6 +166,7 @@ _DERIVED: dict[str, Callable[[Mapping[str, Any]], dict[str, str]]] = {
     "user.ban": _ban_until,
     "user.update": _changed_fields("changes"),
     "role.update": _changed_fields("after"),
+    "product.update": _changed_fields("changed"),
     "keys.generate": lambda data: {"duration": _duration(data.get("duration_seconds"))},
     "keys.export": lambda data: {
         "codes": _("with codes") if data.get("with_codes") else _("without codes")},

@@ -289,3 +289,14 @@ def test_descriptions_add_no_queries_per_row(staff_client: Any, moderator: Any,
     few = queries()
     seed(40)
     assert queries() == few
+
+
+@pytest.mark.django_db
+def test_edits_name_the_fields_they_changed(moderator: Any, member: Any) -> None:
+    product = log_event(category=Category.MODERATION, action="product.update", actor=moderator,
+                        data={"slug": "loader", "changed": ["active", "name"]})
+    assert journal_entry_text(entry=product) == (
+        "moderator edited the product loader (active, name)")
+    profile = log_event(category=Category.MODERATION, action="user.update", actor=moderator,
+                        target=member, data={"changes": {"email": ["", "a@b.c"]}})
+    assert journal_entry_text(entry=profile) == "moderator edited the profile of member (email)"
