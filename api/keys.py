@@ -46,7 +46,7 @@ class SubscriptionOut(Schema):
 
     @staticmethod
     def resolve_active(sub: Subscription) -> bool:
-        return sub.expires_at > timezone.now()
+        return sub.is_active
 
     @staticmethod
     def resolve_machine_bound(sub: Subscription) -> bool:

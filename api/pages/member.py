@@ -70,7 +70,7 @@ def download(request: HttpRequest) -> HttpResponse:
         release = release_latest_published()
     except NotFound:
         release = None
-    active = subscriptions_of_user(user=user).filter(expires_at__gt=timezone.now()).exists()
+    active = subscriptions_of_user(user=user).active().exists()
     return render_page(request, "pages/download.html", "download",
                        {"release": release, "active": active})
 

@@ -1,8 +1,25 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+
+class BanQuerySet(models.QuerySet["Ban"]):
+    """Open: not lifted (at most one per user). Active: open and not past its end. Elapsed:
+    open but past its end, waiting for the expiry job to lift it."""
+
+    def open(self) -> BanQuerySet:
+        return self.filter(lifted_at__isnull=True)
+
+    def active(self, now: datetime | None = None) -> BanQuerySet:
+        return self.open().filter(models.Q(ends_at__isnull=True)
+                                  | models.Q(ends_at__gt=now or timezone.now()))
+
+    def elapsed(self, now: datetime | None = None) -> BanQuerySet:
+        return self.open().filter(ends_at__lte=now or timezone.now())
 
 
 class Ban(models.Model):
@@ -22,6 +39,8 @@ class Ban(models.Model):
         on_delete=models.SET_NULL,
         related_name="bans_lifted",
     )
+
+    objects = BanQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -43,4 +62,8 @@ class Ban(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.lifted_at is None and (self.ends_at is None or self.ends_at > timezone.now())
+        return self.active_at()
+
+    def active_at(self, now: datetime | None = None) -> bool:
+        return self.lifted_at is None and (self.ends_at is None
+                                           or self.ends_at > (now or timezone.now()))

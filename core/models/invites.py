@@ -1,9 +1,22 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from encrypted_model_fields.fields import EncryptedCharField
+
+
+class InviteQuerySet(models.QuerySet["Invite"]):
+    """Usable: active and not past its expiry. Expired: still active but past it (nothing
+    rewrites the status when an invite expires)."""
+
+    def usable(self, now: datetime | None = None) -> InviteQuerySet:
+        return self.filter(status=Invite.Status.ACTIVE, expires_at__gt=now or timezone.now())
+
+    def expired(self, now: datetime | None = None) -> InviteQuerySet:
+        return self.filter(status=Invite.Status.ACTIVE, expires_at__lte=now or timezone.now())
 
 
 class Invite(models.Model):
@@ -30,6 +43,8 @@ class Invite(models.Model):
     used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    objects = InviteQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [
@@ -51,13 +66,12 @@ class Invite(models.Model):
     def __str__(self) -> str:
         return f"Invite #{self.pk} by {self.created_by_id}"
 
-    def is_usable(self, at: object = None) -> bool:
-        now = at or timezone.now()
-        return self.status == self.Status.ACTIVE and self.expires_at > now  # type: ignore[operator]
+    def is_usable(self, at: datetime | None = None) -> bool:
+        return self.status == self.Status.ACTIVE and self.expires_at > (at or timezone.now())
 
     @property
     def effective_status(self) -> str:
         """The status as a member sees it: an active invite past its expiry is "expired"."""
-        if self.status == self.Status.ACTIVE and self.expires_at <= timezone.now():
+        if self.status == self.Status.ACTIVE and not self.is_usable():
             return "expired"
         return str(self.status)

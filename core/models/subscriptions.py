@@ -7,6 +7,20 @@ from django.db import models
 from django.utils import timezone
 
 
+class SubscriptionQuerySet(models.QuerySet["Subscription"]):
+    """The one definition of an active subscription: it ends strictly after `now`."""
+
+    def active(self, now: datetime | None = None) -> SubscriptionQuerySet:
+        return self.filter(expires_at__gt=now or timezone.now())
+
+    def expired(self, now: datetime | None = None) -> SubscriptionQuerySet:
+        return self.filter(expires_at__lte=now or timezone.now())
+
+    def ended_between(self, since: datetime, until: datetime) -> SubscriptionQuerySet:
+        """Ended after `since` and by `until`: what a periodic job has not seen end yet."""
+        return self.filter(expires_at__gt=since, expires_at__lte=until)
+
+
 class Subscription(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions"
@@ -20,6 +34,8 @@ class Subscription(models.Model):
     hwid_self_reset_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = SubscriptionQuerySet.as_manager()
+
     class Meta:
         ordering = ["expires_at"]
         constraints = [
@@ -32,7 +48,10 @@ class Subscription(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.expires_at > timezone.now()
+        return self.active_at()
+
+    def active_at(self, now: datetime | None = None) -> bool:
+        return self.expires_at > (now or timezone.now())
 
     def hwid_self_reset_available_at(self, cooldown: timedelta,
                                      now: datetime | None = None) -> datetime | None:

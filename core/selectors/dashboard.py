@@ -129,10 +129,9 @@ def dashboard_snapshot(*, now: datetime | None = None) -> DashboardSnapshot:
     queued = queue_length()
     return DashboardSnapshot(
         users=estimated_count(User.objects.all()),
-        active_subscriptions=estimated_count(Subscription.objects.filter(expires_at__gt=now)),
+        active_subscriptions=estimated_count(Subscription.objects.active(now)),
         free_keys=estimated_count(LicenseKey.objects.filter(status=LicenseKey.Status.FREE)),
-        active_bans=Ban.objects.filter(lifted_at__isnull=True)
-        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=now)).count(),
+        active_bans=Ban.objects.active(now).count(),
         queue_length=queued,
         queue_warning=queued > settings.QUEUE_WARN_THRESHOLD,
         discord_on=discord_enabled(),

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Q
 from django.utils import timezone
 
 from core.models import Ban, Product, Role, Subscription, User
@@ -33,9 +32,7 @@ def _is_banned(*, user: User, now: datetime) -> bool:
     if not user.is_active:
         return True
     # An open ban that has not lapsed, even if is_active was not flipped (defence in depth).
-    return Ban.objects.filter(
-        Q(ends_at__isnull=True) | Q(ends_at__gt=now), user_id=user.pk, lifted_at__isnull=True
-    ).exists()
+    return Ban.objects.active(now).filter(user_id=user.pk).exists()
 
 
 def member_wanted_roles(*, user: User, now: datetime | None = None) -> set[int]:
@@ -52,8 +49,8 @@ def member_wanted_roles(*, user: User, now: datetime | None = None) -> set[int]:
         role = user.role  # one query unless the caller selected it already
         if role is not None and role.discord_role_id is not None:
             wanted.add(role.discord_role_id)
-    product_roles = Subscription.objects.filter(
-        user_id=user.pk, expires_at__gt=now, product__discord_role_id__isnull=False
+    product_roles = Subscription.objects.active(now).filter(
+        user_id=user.pk, product__discord_role_id__isnull=False
     ).values_list("product__discord_role_id", flat=True)
     wanted.update(role_id for role_id in product_roles if role_id is not None)
     return wanted

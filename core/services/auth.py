@@ -38,7 +38,7 @@ def _refuse_if_banned(*, username: str, password: str) -> None:
     user = User.objects.filter(username=username, is_active=False).first()
     if user is None or not user.check_password(password):
         return
-    ban = Ban.objects.filter(user=user, lifted_at__isnull=True).order_by("-created_at").first()
+    ban = Ban.objects.open().filter(user=user).order_by("-created_at").first()
     if ban is None:
         return
     raise UserBanned(reason=ban.reason,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -19,7 +19,7 @@ REASON_MAX = 500
 
 def _close_lapsed(*, user: User, now: datetime) -> None:
     """A timed ban whose end has passed is closed at its end time."""
-    Ban.objects.filter(user=user, lifted_at__isnull=True, ends_at__lte=now).update(
+    Ban.objects.elapsed(now).filter(user=user).update(
         lifted_at=F("ends_at")
     )
 
@@ -42,7 +42,7 @@ def ban_create(
         )
         ensure_outranks(actor, target)
         _close_lapsed(user=target, now=now)
-        if Ban.objects.filter(user=target, lifted_at__isnull=True).exists():
+        if Ban.objects.open().filter(user=target).exists():
             raise AlreadyBanned()
         ban = Ban.objects.create(user=target, reason=reason, author=actor, created_at=now,
                                  ends_at=ends_at)
@@ -65,7 +65,7 @@ def ban_lift(*, actor: User, user: User) -> Ban:
             pk=user.pk
         )
         ensure_outranks(actor, target)
-        ban = Ban.objects.filter(user=target, lifted_at__isnull=True).first()
+        ban = Ban.objects.open().filter(user=target).first()
         if ban is None:
             raise NotBanned()
         ban.lifted_at = now
@@ -82,15 +82,14 @@ def bans_expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
     """Reactivate users whose timed ban has ended. Idempotent; run by the scheduler."""
     now = now or timezone.now()
     due = list(
-        Ban.objects.filter(lifted_at__isnull=True, ends_at__lte=now)
-        .values_list("pk", flat=True)[:limit]
+        Ban.objects.elapsed(now).values_list("pk", flat=True)[:limit]
     )
     lifted = 0
     for ban_id in due:
         with transaction.atomic():
             ban = (
-                Ban.objects.select_for_update()
-                .filter(Q(pk=ban_id), lifted_at__isnull=True, ends_at__lte=now)
+                Ban.objects.elapsed(now).select_for_update()
+                .filter(pk=ban_id)
                 .select_related("user")
                 .first()
             )

@@ -169,14 +169,14 @@ def _redeem(*, user: User, code: str, ip: str | None) -> Subscription:
             .filter(user=locked_user, product=key.product)
             .first()
         )
-        extended = subscription is not None and subscription.expires_at > now
+        extended = subscription is not None and subscription.active_at(now)
         if subscription is None:
             subscription = Subscription.objects.create(
                 user=locked_user, product=key.product, started_at=now,
                 expires_at=now + key.duration,
             )
         else:
-            if subscription.expires_at <= now:
+            if not subscription.active_at(now):
                 subscription.started_at = now
             subscription.expires_at = max(now, subscription.expires_at) + key.duration
             subscription.save(update_fields=["started_at", "expires_at", "updated_at"])

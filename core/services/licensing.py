@@ -162,7 +162,7 @@ def _evaluate(
     if subscription is None:
         raise _Refused("no_subscription", user)
     subscription.user = user  # already loaded; spares a query when journaling a mismatch
-    if subscription.expires_at <= timezone.now():
+    if not subscription.is_active:
         raise _Refused("subscription_expired", user)
     bound = _bind_hwid(subscription, hwid_digest(hwid))
     return _Grant(user=user, subscription=subscription, hwid_bound=bound)

@@ -116,8 +116,7 @@ def subscriptions_notify_expired(*, now: datetime | None = None) -> int:
         if since >= now:
             return 0
         rows = (
-            Subscription.objects.filter(expires_at__gt=since, expires_at__lte=now,
-                                        user__is_active=True)
+            Subscription.objects.ended_between(since, now).filter(user__is_active=True)
             .select_related("product").order_by("expires_at", "pk")
         )
         pushes: list[Push] = []

@@ -118,7 +118,7 @@ def release_publish(*, actor: User, release_id: int, published: bool) -> LoaderR
 
 
 def _has_active_subscription(user_id: int, now: datetime) -> bool:
-    return Subscription.objects.filter(user_id=user_id, expires_at__gt=now).exists()
+    return Subscription.objects.active(now).filter(user_id=user_id).exists()
 
 
 def release_download_link(*, user: User) -> DownloadLink:

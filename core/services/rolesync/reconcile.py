@@ -60,9 +60,8 @@ def role_sync_expired(*, now: datetime | None = None, queue_drain: bool = True) 
         return 0
     since = cache.get(EXPIRY_MARK_KEY) or now - EXPIRY_LOOKBACK
     user_ids = sorted(set(
-        Subscription.objects.filter(
-            expires_at__gt=since, expires_at__lte=now, user__discord_id__isnull=False,
-            product__discord_role_id__isnull=False,
+        Subscription.objects.ended_between(since, now).filter(
+            user__discord_id__isnull=False, product__discord_role_id__isnull=False,
         ).values_list("user_id", flat=True)
     ))
     for start in range(0, len(user_ids), RECONCILE_BATCH):
