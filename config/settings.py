@@ -194,7 +194,7 @@ AXES_CLIENT_IP_CALLABLE = "api.net.client_ip"
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 AXES_USERNAME_FORM_FIELD = "username"
-AXES_LOCKOUT_CALLABLE = "api.net.lockout_response"
+AXES_LOCKOUT_CALLABLE = "api.lockout.lockout_response"
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",

@@ -17,12 +17,7 @@ from django.urls import URLPattern, URLResolver, path
 from unfold.sites import UnfoldAdminSite
 
 from staff import twofactor
-
-
-def is_verified(user: Any) -> bool:
-    """OTPMiddleware installs is_verified(); without it nobody counts as verified."""
-    check = getattr(user, "is_verified", None)
-    return bool(check and check())
+from staff.twofactor import is_verified
 
 
 class StaffAdminSite(UnfoldAdminSite):

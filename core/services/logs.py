@@ -5,15 +5,28 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
 from core.crypto import digest
 from core.models import LogEntry, User
+from core.models.webhooks import WebhookOutbox
 from core.requestid import request_id_current
-from core.services.webhooks import webhook_enqueue, webhook_wanted
 
 Category = LogEntry.Category
+
+
+def webhook_wanted(*, category: str) -> bool:
+    return bool(settings.WEBHOOK_URLS.get(category))
+
+
+def webhook_enqueue(*, entry: LogEntry) -> None:
+    """Queue the entry for its journal's webhook (core.services.webhooks posts it later);
+    nothing when the journal has no URL."""
+    if webhook_wanted(category=entry.category):
+        WebhookOutbox.objects.create(entry=entry, journal=entry.category,
+                                     created_at=entry.created_at)
 
 
 def log_event(

@@ -1,6 +1,6 @@
 """The three journals to their Discord channels through webhooks, in the background.
 
-log_event writes a WebhookOutbox row next to the entry (webhook_enqueue; no HTTP, so a
+log_event writes a WebhookOutbox row next to the entry (logs.webhook_enqueue; no HTTP, so a
 request never waits on Discord). The webhooks_deliver task posts pending lines in order,
 several per message under Discord's 2000-character limit, with mentions disabled so user
 text cannot ping anyone. A webhook that answers 404 (deleted) or 401/403 (bad token) is
@@ -32,6 +32,7 @@ from core.discord.rest import (
 )
 from core.models import LogEntry
 from core.models.webhooks import WebhookOutbox, WebhookState
+from core.services.logs import log_event
 
 log = logging.getLogger("zspb.webhooks")
 
@@ -56,17 +57,6 @@ _CLEAN_MAP: dict[int, str] = {
     **dict.fromkeys(range(32), " "), 0x7F: " ", ord("`"): "\u02cb", ord("@"): "@\u200b"
 }
 _CLEAN = str.maketrans(_CLEAN_MAP)
-
-
-def webhook_wanted(*, category: str) -> bool:
-    return bool(settings.WEBHOOK_URLS.get(category))
-
-
-def webhook_enqueue(*, entry: LogEntry) -> None:
-    """Queue the entry for its journal's webhook; nothing when the journal has no URL."""
-    if webhook_wanted(category=entry.category):
-        WebhookOutbox.objects.create(entry=entry, journal=entry.category,
-                                     created_at=entry.created_at)
 
 
 def _clean(text: str, limit: int) -> str:
@@ -131,9 +121,6 @@ def _state(journal: str, url: str) -> WebhookState:
 
 
 def _disable(state: WebhookState, exc: DiscordError, report: DeliveryReport) -> None:
-    # Imported here: core.services.logs imports this module to queue entries.
-    from core.services.logs import log_event
-
     state.disabled_at = timezone.now()
     state.disabled_reason = exc.summary()[:200]
     state.save(update_fields=["disabled_at", "disabled_reason"])
