@@ -1,19 +1,30 @@
-"""Invites: the list (codes hidden), revoking through invite_revoke."""
+"""Invites: the list (codes hidden), revoking through invite_revoke, and a staff member's own
+invite created through invite_create within their monthly quota (its link shown once)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.admin import ShowFacets
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from unfold.decorators import action
 
+from core.errors import ZspbError
 from core.models import Invite
-from core.services.invites import invite_revoke
-from staff.actions import actor_of, capped, run_each
+from core.selectors.invites import invite_quota_status
+from core.services.invites import invite_create, invite_revoke
+from staff.actions import ConfirmForm, action_page, actor_of, applied, capped, run_each
 from staff.base import StaffModelAdmin, staff_can
+
+
+def invite_link(invite: Invite) -> str:
+    """The link a new member registers with, as `make run` prints it."""
+    return f"{settings.SITE_URL.rstrip('/')}{reverse('register')}?invite={invite.code}"
 
 
 @admin.register(Invite)
@@ -31,9 +42,37 @@ class InviteAdmin(StaffModelAdmin):
               "revoked_at"]
     readonly_fields = fields
     actions = ["revoke"]
+    actions_list = ["create_invite"]
 
     def has_manage_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return staff_can(request, "manage_users")
+
+    def has_create_invite_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Any staff member invites within their own role's quota, as on the member pages.
+        return staff_can(request, None)
+
+    @action(description=_("Create invite"), url_path="create", icon="add",
+            permissions=["create_invite"])
+    def create_invite(self, request: HttpRequest) -> HttpResponse:
+        changelist = reverse(f"{self.admin_site.name}:core_invite_changelist")
+        actor = actor_of(request)
+        if applied(request):
+            try:
+                invite = invite_create(creator=actor)
+            except ZspbError as exc:
+                messages.error(request, exc.message)
+            else:
+                # The list hides codes; the creator's own link is shown here (and on /invites).
+                messages.success(request, _("Invite created; send this link: %(link)s")
+                                 % {"link": invite_link(invite)})
+            return HttpResponseRedirect(changelist)
+        quota = invite_quota_status(user=actor)
+        intro = (_("Create a single-use invite of your own. Unlimited for your role.")
+                 if quota.quota is None else
+                 _("Create a single-use invite of your own: %(used)d of your %(quota)d "
+                   "invites this month are used.") % {"used": quota.used, "quota": quota.quota})
+        return action_page(request, self, title=_("Create invite"), intro=intro,
+                           form=ConfirmForm(), post_url=request.path, submit=_("Create"))
 
     @admin.action(description=_("Revoke selected invites"), permissions=["manage"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[Invite]) -> None:
