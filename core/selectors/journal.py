@@ -114,6 +114,12 @@ JOURNAL_DESCRIPTIONS: dict[str, Promise] = {
 }
 
 
+# When the actor acted on themselves ("member ended every session of member" reads oddly).
+JOURNAL_SELF_DESCRIPTIONS: dict[str, Promise] = {
+    "user.end_sessions": gettext_lazy("%(actor)s logged out everywhere else"),
+}
+
+
 def _duration(seconds: Any) -> str:
     if not isinstance(seconds, int):
         return MISSING
@@ -204,6 +210,8 @@ def _fallback(entry: LogEntry) -> str:
 def journal_entry_description(*, entry: LogEntry) -> EntryDescription:
     """The entry as a sentence; an action without one reads as its code and its people."""
     template = JOURNAL_DESCRIPTIONS.get(entry.action)
+    if entry.actor_id is not None and entry.actor_id == entry.target_id:
+        template = JOURNAL_SELF_DESCRIPTIONS.get(entry.action, template)
     if template is None:
         return EntryDescription(template=_fallback(entry),
                                 values=JournalValues(action=entry.action), known=False)

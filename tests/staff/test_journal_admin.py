@@ -300,3 +300,13 @@ def test_edits_name_the_fields_they_changed(moderator: Any, member: Any) -> None
     profile = log_event(category=Category.MODERATION, action="user.update", actor=moderator,
                         target=member, data={"changes": {"email": ["", "a@b.c"]}})
     assert journal_entry_text(entry=profile) == "moderator edited the profile of member (email)"
+
+
+@pytest.mark.django_db
+def test_acting_on_oneself_reads_naturally(moderator: Any, member: Any) -> None:
+    own = log_event(category=Category.USER, action="user.end_sessions", actor=member,
+                    target=member)
+    assert journal_entry_text(entry=own) == "member logged out everywhere else"
+    other = log_event(category=Category.MODERATION, action="user.end_sessions",
+                      actor=moderator, target=member)
+    assert journal_entry_text(entry=other) == "moderator ended every session of member"
