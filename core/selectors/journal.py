@@ -51,6 +51,8 @@ JOURNAL_DESCRIPTIONS: dict[str, Promise] = {
                                                "(%(backup_codes_left)s left)"),
     "staff.2fa_reset": gettext_lazy("%(actor)s reset the two-factor login of %(target)s"),
     "ratelimit.exceeded": gettext_lazy("Too many requests for %(scope)s (limit %(limit)s)"),
+    "lockout.lift": gettext_lazy("%(actor)s lifted the login lock-out of %(username)s "
+                                 "(%(attempts)s failed attempts)"),
     # Invites
     "invite.create": gettext_lazy("%(actor)s created invite #%(invite_id)s"),
     "invite.revoke": gettext_lazy("%(actor)s revoked invite #%(invite_id)s"),
@@ -109,7 +111,11 @@ JOURNAL_DESCRIPTIONS: dict[str, Promise] = {
     # System
     "webhook.disabled": gettext_lazy("The %(journal)s journal webhook was turned off (HTTP "
                                      "%(status)s)"),
-    "api.unhandled": gettext_lazy("Unhandled %(error)s on %(method)s %(path)s"),
+    "api.unhandled": gettext_lazy("Unhandled %(error)s on %(method)s %(path)s (request "
+                                  "%(request_id)s)"),
+    "request.unhandled": gettext_lazy("Unhandled %(error)s on %(method)s %(path)s (request "
+                                      "%(request_id)s)"),
+    "task.failed": gettext_lazy("Background task %(place)s failed: %(error)s"),
     "admin.export": gettext_lazy("%(actor)s exported %(model)s as CSV (%(scope)s)"),
 }
 

@@ -242,7 +242,8 @@ def test_change_page_shows_the_sentence_and_the_raw_data(staff_client: Any, entr
 
 
 def logged_actions() -> set[str]:
-    """Every action literal passed to log_event (or the role sync's _alert_once) in the code."""
+    """Every action literal passed to the journal's entry points in the code: log_event,
+    error_journal (unhandled errors) and the role sync's _alert_once."""
     found: set[str] = set()
     root = Path(settings.BASE_DIR)
     for package in ("core", "api", "staff", "botapp"):
@@ -251,7 +252,7 @@ def logged_actions() -> set[str]:
                 if not isinstance(node, ast.Call):
                     continue
                 name = getattr(node.func, "id", getattr(node.func, "attr", ""))
-                if name not in {"log_event", "_alert_once"}:
+                if name not in {"log_event", "error_journal", "_alert_once"}:
                     continue
                 for keyword in node.keywords:
                     if keyword.arg == "action":
@@ -262,7 +263,7 @@ def logged_actions() -> set[str]:
 
 def test_every_journaled_action_has_a_description() -> None:
     actions = logged_actions()
-    assert {"key.redeem", "user.ban", "loader.release_withdraw"} <= actions
+    assert {"key.redeem", "user.ban", "loader.release_withdraw", "task.failed"} <= actions
     assert sorted(actions - set(JOURNAL_DESCRIPTIONS)) == []
 
 
@@ -310,3 +311,12 @@ def test_acting_on_oneself_reads_naturally(moderator: Any, member: Any) -> None:
     other = log_event(category=Category.MODERATION, action="user.end_sessions",
                       actor=moderator, target=member)
     assert journal_entry_text(entry=other) == "moderator ended every session of member"
+
+
+@pytest.mark.django_db
+def test_unhandled_errors_read_with_their_request_id() -> None:
+    entry = log_event(category=Category.ERROR, action="request.unhandled",
+                      data={"method": "GET", "path": "/admin/", "place": "admin:index",
+                            "error": "KeyError", "request_id": "abc123"})
+    assert journal_entry_text(entry=entry) == (
+        "Unhandled KeyError on GET /admin/ (request abc123)")
