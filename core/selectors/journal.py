@@ -226,7 +226,9 @@ def journal_entry_description(*, entry: LogEntry) -> EntryDescription:
         key: _moment(value) if key.endswith("_at") else _text(value)
         for key, value in data.items()
     })
-    values.update(_DERIVED.get(entry.action, lambda _data: {})(data))
+    derive = _DERIVED.get(entry.action)
+    if derive is not None:
+        values.update(derive(data))
     return EntryDescription(template=str(template), values=values, known=True)
 
 
