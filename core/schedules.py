@@ -23,4 +23,7 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     # Real time: members' open pages hear when a subscription ends (nothing is written then).
     ScheduleSpec(name="zspb:member-expiry-push", func="core.tasks.notify_expired_subscriptions",
                  minutes=1),
+    # Login logs (django-axes) kept core.services.lockouts.ACCESS_LOG_RETENTION_DAYS days.
+    ScheduleSpec(name="zspb:trim-access-logs", func="core.tasks.trim_access_logs",
+                 minutes=1440),
 )

@@ -6,6 +6,7 @@ from django_q.tasks import async_task
 
 from core.services.bans import bans_expire_due
 from core.services.keys import TASK_TIME_BUDGET_SECONDS, key_generation_fail, key_generation_run
+from core.services.lockouts import access_logs_trim
 from core.services.realtime import subscriptions_notify_expired
 from core.services.rolesync import (
     member_roles_strip,
@@ -71,3 +72,8 @@ def notify_expired_subscriptions() -> int:
     """Every minute: tell members' open pages which subscriptions have just ended. Returns
     how many events were pushed."""
     return subscriptions_notify_expired()
+
+
+def trim_access_logs() -> int:
+    """Daily: delete login access and failure logs past their retention. Returns how many."""
+    return access_logs_trim()
