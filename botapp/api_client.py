@@ -130,7 +130,6 @@ class Stats:
 class MemberRoles:
     discord_id: int
     linked: bool
-    wanted: frozenset[int]
     managed: frozenset[int]
 
 
@@ -231,13 +230,13 @@ class BotApiClient:
         data = await self._request("GET", f"/stats/{target}", invoker=invoker)
         return _parse(lambda: _stats(data))
 
-    # Role convergence: asked by the bot for itself, so no invoker and no per-user throttle.
+    # Member look-ups and events: asked by the bot for itself, so no invoker and no per-user
+    # throttle.
 
     async def member_roles(self, discord_id: int) -> MemberRoles:
         data = await self._request("GET", f"/members/{discord_id}/roles")
         return _parse(lambda: MemberRoles(
             discord_id=int(data["discord_id"]), linked=bool(data["linked"]),
-            wanted=frozenset(int(r) for r in data["wanted"]),
             managed=frozenset(int(r) for r in data["managed"]),
         ))
 

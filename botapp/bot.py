@@ -11,11 +11,10 @@ from botapp.api_client import BotApiClient, BotApiError
 from botapp.checks import StartupReport, check_guild, check_intents
 from botapp.cogs.keys import Keys
 from botapp.cogs.linking import Linking
-from botapp.cogs.members import Members
+from botapp.cogs.members import ManagedRoles, Members
 from botapp.cogs.moderation import Moderation
 from botapp.cogs.stats import StatsCog
 from botapp.link_watch import LinkWatcher
-from botapp.roles import RecentRoleEdits, RoleConverger
 from botapp.settings import BotSettings
 
 logger = logging.getLogger(__name__)
@@ -43,14 +42,13 @@ class ZspbBot(commands.Bot):
         self.settings = settings
         self.api = api or BotApiClient(settings.api_base, settings.api_token,
                                        timeout=settings.api_timeout)
-        self.recent = RecentRoleEdits()
-        self.converger = RoleConverger(self.api, self.recent)
+        self.managed = ManagedRoles()
         self.link_watcher = LinkWatcher(self.api)
         self.add_cog(Linking(self.api, self.link_watcher, site_url=settings.site_url))
         self.add_cog(Keys(self.api))
         self.add_cog(Moderation(self.api))
         self.add_cog(StatsCog(self.api))
-        self.add_cog(Members(self.api, self.converger, guild_id=settings.guild_id))
+        self.add_cog(Members(self.api, self.managed, guild_id=settings.guild_id))
 
     async def on_ready(self) -> None:
         # on_ready fires again after a reconnect that could not resume: checking again is
@@ -76,7 +74,7 @@ class ZspbBot(commands.Bot):
             report.problems.append(f"cannot read the managed roles from the site ({exc}); "
                                    "the role hierarchy was not checked")
             return report
-        self.converger.remember(roles)
+        self.managed.remember(roles.managed)
         found = check_guild(guild, roles.managed)
         report.problems.extend(found.problems)
         report.unmanageable.update(found.unmanageable)

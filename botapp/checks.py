@@ -1,4 +1,4 @@
-"""Start-up checks: can the bot actually do the role sync it is there for?
+"""Start-up checks: can the site's role sync, which edits roles with this bot's token, work?
 
 Misplaced roles are the usual set-up mistake, and Discord answers them with 403 on every
 edit; saying once, at start, which roles cannot be managed and why is far kinder than a log

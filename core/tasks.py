@@ -58,9 +58,10 @@ def rolesync_orphans(after: int = 0) -> int:
     return report.stripped
 
 
-def rolesync_strip_member(discord_id: int) -> bool:
-    """After an account's deletion: its Discord member loses the managed roles."""
-    return member_roles_strip(discord_id=discord_id)
+def rolesync_strip_member(discord_id: int, reason: str = "account deleted") -> bool:
+    """A Discord member no account is linked to (after an account's deletion, or seen gaining
+    a managed role) loses the managed roles."""
+    return member_roles_strip(discord_id=discord_id, reason=reason)
 
 
 def deliver_webhooks() -> int:

@@ -22,7 +22,7 @@ from core.services.discord_link import link_code_create
 from core.services.keys import GeneratedKeys, key_redeem, keys_generate
 from core.services.logs import Category, log_event
 from core.services.ratelimit import rate_limit
-from core.services.rolesync import role_sync_request
+from core.services.rolesync import member_strip_soon, role_sync_request
 from core.services.stats import stats_user_for_viewer
 
 TARGET_NOT_LINKED = gettext_noop("That Discord user has not linked a site account.")
@@ -127,14 +127,17 @@ def bot_member_roles(*, discord_id: int, invoker_discord_id: int | None = None) 
 def bot_member_event(
     *, discord_id: int, event: str, invoker_discord_id: int | None = None
 ) -> bool:
-    """Queue a role sync for a guild member who joined or whose roles changed.
+    """Queue a role sync for a guild member who joined or whose roles changed (the bot reports
+    both; the site's drain is the one writer of Discord roles).
 
-    Returns whether anything was queued: members without a site account have no wanted roles.
+    Returns whether a sync was queued for an account. A member without one holds no managed
+    role: a task strips any they have (a moderator's hand-out, a re-join).
     """
     if invoker_discord_id is not None:
         _throttle(discord_id=invoker_discord_id)
     user = user_by_discord_id(discord_id=discord_id)
     if user is None:
+        member_strip_soon(discord_id=discord_id, reason="not linked")
         return False
     role_sync_request(user_id=user.pk, reason=f"discord.{event}")
     # Member updates arrive for every nickname or role edit: journaling them would drown

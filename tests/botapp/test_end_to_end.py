@@ -133,7 +133,7 @@ def test_code_link_redeem_stats(live_server: Any, settings: Any, moderator: User
     record = seen["stats_record"]
     assert record.username == member.username and record.keys_redeemed == 1
     assert [(s.product, s.active) for s in record.subscriptions] == [("loader", True)]
-    assert seen["roles"].linked and LOADER_ROLE in seen["roles"].wanted
+    assert seen["roles"].linked and LOADER_ROLE in seen["roles"].managed
 
     member.refresh_from_db()
     assert member.discord_id == MEMBER_DISCORD

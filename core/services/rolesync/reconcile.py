@@ -173,16 +173,20 @@ def roles_strip_orphans(
     return report
 
 
-def member_strip_soon(*, discord_id: int) -> None:
-    """For an account about to be deleted (its outbox row goes with it): after commit, a task
-    removes the managed roles from its Discord member. The orphan scan is the fallback."""
+def member_strip_soon(*, discord_id: int, reason: str = "account deleted") -> None:
+    """For a Discord member no account is linked to (an account about to be deleted, whose
+    outbox row goes with it; a member the bot saw gain a managed role): after commit, a task
+    removes the managed roles. The orphan scan is the fallback."""
     if discord_enabled():
         transaction.on_commit(
-            lambda: async_task("core.tasks.rolesync_strip_member", discord_id), robust=True
+            lambda: async_task("core.tasks.rolesync_strip_member", discord_id, reason),
+            robust=True,
         )
 
 
-def member_roles_strip(*, discord_id: int, client: DiscordClient | None = None) -> bool:
+def member_roles_strip(
+    *, discord_id: int, reason: str = "account deleted", client: DiscordClient | None = None
+) -> bool:
     """Remove every managed role from a Discord member no account is linked to.
 
     Returns whether the member was handled (False: linked again meanwhile, or Discord off).
@@ -194,7 +198,7 @@ def member_roles_strip(*, discord_id: int, client: DiscordClient | None = None) 
     try:
         with contextlib.suppress(UnknownMember):
             converge(client, guild_id=settings_guild(), discord_id=discord_id, wanted=set(),
-                     managed=managed_role_ids(), reason=audit_reason("account deleted"),
+                     managed=managed_role_ids(), reason=audit_reason(reason),
                      deadline=time.monotonic() + RECONCILE_TIME_BUDGET)
     finally:
         if own:

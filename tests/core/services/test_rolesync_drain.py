@@ -530,9 +530,26 @@ class TestTriggers:
         with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
             member_strip_soon(discord_id=discord_id)
             user.delete()
-        assert OrmQ.objects.get().task["args"] == (discord_id,)
+        assert OrmQ.objects.get().task["args"] == (discord_id, "account deleted")
         assert tasks.rolesync_strip_member(discord_id) is True
         assert standin.roles_of(discord_id) == {UNMANAGED}
+
+    def test_reported_edit_of_an_unlinked_member_strips_managed_roles(
+            self, world, django_capture_on_commit_callbacks):
+        from core import tasks
+
+        standin = world["standin"]
+        stranger = DISCORD_BASE + 600
+        standin.add_member(stranger, [LOADER_ROLE, UNMANAGED])  # handed out by a moderator
+        with django_capture_on_commit_callbacks(execute=True):
+            # What the bot reports when it sees the edit; nothing to queue for an account.
+            assert bot_member_event(discord_id=stranger, event="update") is False
+        task = OrmQ.objects.get().task
+        assert task["func"] == "core.tasks.rolesync_strip_member"
+        assert tasks.rolesync_strip_member(*task["args"]) is True
+        assert standin.roles_of(stranger) == {UNMANAGED}
+        assert {s.audit_reason for s in standin.served(group="member.roles")} == {
+            "ZalypaSPB role sync (not linked)"}
 
     def test_strip_skips_a_member_linked_again(self, world):
         from core.services.rolesync import member_roles_strip
