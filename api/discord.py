@@ -8,7 +8,6 @@ from api.errors import ERRORS
 from api.net import client_ip
 from api.schemas import Code
 from core.services.discord_link import discord_roles_resync, discord_unlink, link_code_consume
-from core.services.ratelimit import rate_limit
 
 router = Router(tags=["discord"], auth=member_auth)
 
@@ -29,11 +28,8 @@ class OkOut(Schema):
 @router.post("/link", response={200: LinkOut, **ERRORS}, operation_id="discord_link",
              summary="Link my Discord account with the code from /code")
 def link(request: HttpRequest, body: LinkIn) -> LinkOut:
-    user = current_user(request)
-    ip = client_ip(request)
-    rate_limit(scope="link_ip", ident=ip)
-    rate_limit(scope="link_account", ident=str(user.pk))
-    linked = link_code_consume(user=user, code=body.code, ip=ip)
+    linked = link_code_consume(user=current_user(request), code=body.code,
+                               ip=client_ip(request))
     return LinkOut(discord_id=str(linked.discord_id), discord_username=linked.discord_username)
 
 

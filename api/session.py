@@ -16,7 +16,6 @@ from api.net import client_ip
 from api.schemas import Code, Email, Password, Username
 from core.models import User
 from core.services.auth import user_login, user_logout
-from core.services.ratelimit import rate_limit
 from core.services.users import user_change_password, user_end_sessions, user_register
 
 router = Router(tags=["auth"])
@@ -83,10 +82,8 @@ def csrf(request: HttpRequest) -> CsrfOut:
              summary="Log in with username and password (locks out after repeated failures)")
 def login(request: HttpRequest, body: LoginIn) -> MeOut:
     _require_csrf(request)
-    ip = client_ip(request)
-    rate_limit(scope="login_ip", ident=ip)
     return _me(user_login(request=request, username=body.username, password=body.password,
-                          ip=ip))
+                          ip=client_ip(request)))
 
 
 @router.post("/logout", auth=member_auth, response={200: OkOut, **ERRORS},
@@ -100,10 +97,8 @@ def logout(request: HttpRequest) -> OkOut:
              operation_id="auth_register", summary="Create an account with an invite code")
 def register(request: HttpRequest, body: RegisterIn) -> Status:
     _require_csrf(request)
-    ip = client_ip(request)
-    rate_limit(scope="register_ip", ident=ip)
     user = user_register(invite_code=body.invite, username=body.username,
-                         password=body.password, email=body.email, ip=ip)
+                         password=body.password, email=body.email, ip=client_ip(request))
     django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return Status(201, _me(user))
 

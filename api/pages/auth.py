@@ -17,7 +17,6 @@ from api.net import client_ip
 from core.errors import ZspbError
 from core.models import User
 from core.services.auth import user_login, user_logout
-from core.services.ratelimit import rate_limit
 from core.services.users import user_register
 
 
@@ -87,7 +86,6 @@ def login_page(request: HttpRequest) -> HttpResponse:
         if form.is_valid():
             ip = client_ip(request)
             try:
-                rate_limit(scope="login_ip", ident=ip)
                 user = user_login(request=request, username=form.cleaned_data["username"],
                                   password=form.cleaned_data["password"], ip=ip)
             except ZspbError as exc:
@@ -132,7 +130,6 @@ def register(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             ip = client_ip(request)
             try:
-                rate_limit(scope="register_ip", ident=ip)
                 user = user_register(invite_code=data["invite"], username=data["username"],
                                      password=data["password"], email=data["email"], ip=ip)
             except ZspbError as exc:

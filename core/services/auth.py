@@ -10,10 +10,12 @@ from django.http import HttpRequest
 from core.errors import InvalidCredentials, LoginLocked, UserBanned
 from core.models import Ban, User
 from core.services.logs import Category, log_event
+from core.services.ratelimit import rate_limit
 from core.services.rolesync import member_roles_check
 
 
 def user_login(*, request: HttpRequest, username: str, password: str, ip: str) -> User:
+    rate_limit(scope="login_ip", ident=ip)
     user = authenticate(request=request, username=username, password=password)
     if getattr(request, "axes_locked_out", False):
         log_event(category=Category.USER, action="user.login_locked",

@@ -71,8 +71,12 @@ def link_code_create(
 def link_code_consume(*, user: User, code: str, ip: str | None = None) -> User:
     """Link the user's account to the Discord account that requested the code.
 
-    Refusals are journaled after the transaction rolled back, so the entry survives.
+    Refusals are journaled after the transaction rolled back, so the entry survives. A web
+    request passes its client address and is throttled per address and account.
     """
+    if ip is not None:
+        rate_limit(scope="link_ip", ident=ip)
+        rate_limit(scope="link_account", ident=str(user.pk))
     try:
         return _consume(user=user, code=code, ip=ip)
     except ZspbError as exc:

@@ -26,6 +26,7 @@ from core.errors import (
 from core.models import KeyGenerationJob, LicenseKey, Product, Subscription, User
 from core.services.access import ensure_active, ensure_capability
 from core.services.logs import Category, log_event
+from core.services.ratelimit import rate_limit
 from core.services.realtime import member_notify, subscription_event_data
 from core.services.rolesync import role_sync_request
 
@@ -135,8 +136,13 @@ def key_redeem(*, user: User, code: str, ip: str | None = None) -> Subscription:
 
     Exactly once: the status flip is a conditional UPDATE, so of concurrent attempts only one
     changes a row. The user's row is then locked so extensions of one subscription serialise.
-    Refusals are journaled after the transaction rolled back, so the entry survives.
+    Refusals are journaled after the transaction rolled back, so the entry survives. A web
+    request passes its client address and is throttled per address and account; the bot
+    throttles per Discord id itself.
     """
+    if ip is not None:
+        rate_limit(scope="redeem_ip", ident=ip)
+        rate_limit(scope="redeem_account", ident=str(user.pk))
     try:
         return _redeem(user=user, code=code, ip=ip)
     except (KeyInvalid, KeyUnavailable, UserBanned) as exc:

@@ -51,8 +51,9 @@ def user_register(
     """Create an account from a valid invite; the invite is consumed exactly once.
 
     One account per registration IP within the configured window; the IP is kept as a keyed
-    digest (for this check) and encrypted (for staff).
+    digest (for this check) and encrypted (for staff). Throttled per address.
     """
+    rate_limit(scope="register_ip", ident=ip)
     now = now or timezone.now()
     username = _validate_username(username)
     if email:
