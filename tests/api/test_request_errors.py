@@ -186,3 +186,14 @@ def test_a_task_failure_reported_by_the_worker_is_journaled():
                                   func=failing_task)
     [entry] = errors()
     assert entry.data["error"] == "Conflict" and entry.data["request_id"] == "abc123"
+
+
+def test_the_request_id_also_works_under_asgi():
+    import asyncio
+
+    from django.test import AsyncClient
+
+    response = asyncio.run(AsyncClient().get("/login",
+                                             headers={"X-Request-ID": "asgi-request-01"}))
+    assert response.status_code == 200
+    assert response[HEADER] == "asgi-request-01"
