@@ -11,12 +11,13 @@ import json
 import uuid
 from typing import Any
 
-from django.core.paginator import Paginator
+from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy as _
 from unfold.contrib.filters.admin import RangeDateFilter, TextFilter
 from unfold.utils import parse_date_str
 
@@ -44,8 +45,13 @@ class EstimatedCountPaginator(Paginator):
 
     Unfiltered on PostgreSQL: pg_class.reltuples (no query over the table). Otherwise a count
     capped by LIMIT; when the cap is reached, the planner's estimate (PostgreSQL) or the cap.
-    The last pages of a huge result are then approximate, which a staff list can live with.
+    Such a count is approximate either way, so pages are not bounded by it: a page past it is
+    read like any other, and each page read moves the count to what it proved (one more page
+    while a page is full, the exact total once the end is reached). Every row stays reachable
+    by paging, on SQLite too, without a full count.
     """
+
+    approximate = False  # set by count: the count is an estimate or the cap
 
     @cached_property
     def count(self) -> int:
@@ -57,12 +63,48 @@ class EstimatedCountPaginator(Paginator):
         if postgres and not queryset.query.where:
             estimate = _reltuples(queryset.model, using)
             if estimate >= EXACT_COUNT_LIMIT:
+                self.approximate = True
                 return estimate
         # values("pk") keeps annotations (subqueries) out of the counted rows.
         capped = queryset.order_by().values("pk")[:EXACT_COUNT_LIMIT].count()
         if capped < EXACT_COUNT_LIMIT:
             return capped
+        self.approximate = True
         return max(capped, _plan_rows(queryset)) if postgres else capped
+
+    def validate_number(self, number: Any) -> int:
+        if not (self.count and self.approximate):
+            return super().validate_number(number)
+        try:
+            if isinstance(number, float) and not number.is_integer():
+                raise ValueError
+            number = int(number)
+        except (TypeError, ValueError) as exc:
+            raise PageNotAnInteger(_("That page number is not an integer")) from exc
+        if number < 1:
+            raise EmptyPage(_("That page number is less than 1"))
+        return number
+
+    def page(self, number: Any) -> Page:
+        if not (self.count and self.approximate):
+            return super().page(number)
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        # One row more than the page tells whether another page follows.
+        rows = list(self.object_list[bottom:bottom + self.per_page + 1])
+        more = len(rows) > self.per_page
+        rows = rows[:self.per_page]
+        if not rows and number > 1:
+            raise EmptyPage(_("That page contains no results"))
+        self._learn(bottom + len(rows) + (1 if more else 0), exact=not more)
+        return Page(rows, number, self)
+
+    def _learn(self, rows: int, *, exact: bool) -> None:
+        """What a page read proved: at least `rows` rows, or exactly that many."""
+        if exact or rows > self.count:
+            self.__dict__["count"] = rows
+            self.__dict__.pop("num_pages", None)
+            self.approximate = not exact
 
 
 class ScaledChangeListMixin:

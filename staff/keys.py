@@ -98,6 +98,9 @@ class LicenseKeyAdmin(CsvExportMixin, ScaledChangeListMixin, StaffModelAdmin):
     actions_list = ["generate_keys_page"]
     csv_filename = "keys"
 
+    class Media:
+        js = ["staff/js/countdown.js"]
+
     def has_generate_keys_permission(self, request: HttpRequest) -> bool:
         return staff_can(request, "generate_keys")
 
@@ -152,7 +155,18 @@ class LicenseKeyAdmin(CsvExportMixin, ScaledChangeListMixin, StaffModelAdmin):
 
     @display(description=_("duration / time left"))
     def term(self, obj: LicenseKey) -> str:
-        return key_term(obj)
+        """A redeemed key counts down live (staff/js/countdown.js, on the server's clock);
+        the text is what shows before the script runs."""
+        now = timezone.now()
+        expires = getattr(obj, "subscription_expires_at", None)
+        if obj.status != LicenseKey.Status.REDEEMED or expires is None:
+            return key_term(obj, now)
+        return format_html(
+            '<span class="staff-countdown" data-expires="{}" data-now="{}" data-units="{}" '
+            'data-expired="{}">{}</span>', expires.isoformat(), now.isoformat(),
+            # Translators: the units of a countdown (days, hours, minutes, seconds), comma
+            # separated, e.g. "3d 04h 05m 06s".
+            _("d,h,m,s"), _("expired"), key_term(obj, now))
 
     @display(description=_("duration"))
     def duration_text(self, obj: LicenseKey) -> str:

@@ -3,15 +3,17 @@ CSV exports. Everything goes through the admin test client."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.utils import timezone
 from django_q.conf import Conf
 
-from core.models import KeyGenerationJob, LicenseKey, LogEntry, Product
+from core.models import KeyGenerationJob, LicenseKey, LogEntry, Product, Subscription
 from core.services import keys as key_services
 from core.services.keys import key_generation_run, key_redeem, keys_generate
 from staff.keys import mask_code
@@ -243,7 +245,32 @@ def test_free_keys_show_duration_redeemed_show_time_left(
     key_redeem(user=member, code=some_keys.codes[0])
     page = staff_client("admin").get(KEYS).content.decode()
     assert "7 days, not started" in page
-    assert "6 days 23 h left" in page
+    assert "6 days 23 h left" in page  # the text before the script takes over
+
+
+@pytest.mark.django_db
+def test_redeemed_keys_count_down_live_on_the_servers_clock(
+    staff_client: Any, some_keys: Any, member: Any
+) -> None:
+    """Redeemed keys showed a fixed "59 days 23 h left"; now the script counts down."""
+    key_redeem(user=member, code=some_keys.codes[0])
+    expires = Subscription.objects.get(user=member).expires_at
+    client = staff_client("admin")
+    page = client.get(KEYS).content.decode()
+    countdowns = re.findall(r'<span class="staff-countdown"[^>]*>', page)
+    assert len(countdowns) == 1  # free keys show their duration, without a countdown
+    assert f'data-expires="{expires.isoformat()}"' in countdowns[0]
+    assert 'data-now="' in countdowns[0] and 'data-units="' in countdowns[0]
+    script = "/static/staff/js/countdown.js"
+    assert f'src="{script}"' in page
+    source = finders.find("staff/js/countdown.js")
+    assert source is not None
+    with open(source, encoding="utf-8") as handle:
+        code = handle.read()
+    assert "data-expires" in code or "dataset.expires" in code
+    key = LicenseKey.objects.get(status="redeemed")
+    detail = client.get(f"{KEYS}{key.pk}/change/").content.decode()
+    assert 'class="staff-countdown"' in detail and f'src="{script}"' in detail
 
 
 @pytest.mark.django_db
