@@ -30,8 +30,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -666,12 +665,3 @@ def discord_client(
         retries=retries,
         max_wait=max_wait,
     )
-
-
-@contextmanager
-def discord_session(**options: Any) -> Iterator[DiscordClient]:
-    client = discord_client(**options)
-    try:
-        yield client
-    finally:
-        client.close()

@@ -249,8 +249,8 @@ class FakeMember:
         self.id = member_id
         self.roles = list(roles or [])
         self.bot = bot
+        # The bot never edits roles (the site's role sync does): tests assert this stays empty.
         self.edits: list[tuple[str, int, str | None, bool]] = []
-        self.fail_with: nextcord.HTTPException | None = None
         self.guild_permissions = Permissions(True)
 
     @property
@@ -266,16 +266,12 @@ class FakeMember:
                         atomic: bool = True) -> None:
         for role in roles:
             self.edits.append(("add", role.id, reason, atomic))
-            if self.fail_with is not None:
-                raise self.fail_with
             self.roles.append(role)
 
     async def remove_roles(self, *roles: FakeRole, reason: str | None = None,
                            atomic: bool = True) -> None:
         for role in roles:
             self.edits.append(("remove", role.id, reason, atomic))
-            if self.fail_with is not None:
-                raise self.fail_with
             self.roles = [held for held in self.roles if held.id != role.id]
 
 
