@@ -24,11 +24,17 @@ _LAST_LINE_TYPE = re.compile(r"^([A-Za-z_][\w.]*)(?::|$)")
 
 
 def request_place(request: HttpRequest) -> str:
-    """The view that failed (its URL name, else its function), for deduplication."""
+    """The method and view that failed, for deduplication: the URL name of a page or admin
+    view; the route of an API operation (Ninja serves every method of a path from one view
+    named after the first operation)."""
     match = getattr(request, "resolver_match", None)
-    if match is not None:
-        return str(match.view_name or match._func_path)[:200]
-    return request.path[:200]
+    if match is None:
+        name = request.path
+    elif match._func_path.startswith("ninja."):
+        name = f"/{match.route}"
+    else:
+        name = match.view_name or match._func_path
+    return f"{request.method} {name}"[:200]
 
 
 def _on_request_exception(sender: Any, request: HttpRequest | None = None,
