@@ -10,9 +10,8 @@ from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin import ShowFacets
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from unfold.decorators import display
 
@@ -30,12 +29,11 @@ class BanStateFilter(admin.SimpleListFilter):
         return [("active", _("Active")), ("expired", _("Expired or lifted"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Ban]) -> QuerySet[Ban]:
-        now = timezone.now()
-        active = Q(lifted_at__isnull=True) & (Q(ends_at__isnull=True) | Q(ends_at__gt=now))
+        active = Ban.objects.active().values("pk")
         if self.value() == "active":
-            return queryset.filter(active)
+            return queryset.filter(pk__in=active)
         if self.value() == "expired":
-            return queryset.exclude(active)
+            return queryset.exclude(pk__in=active)
         return queryset
 
 

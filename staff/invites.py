@@ -3,7 +3,7 @@ invite created through invite_create within their monthly quota (its link shown 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -12,10 +12,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
-from unfold.decorators import action
+from unfold.decorators import action, display
 
 from core.errors import ZspbError
 from core.models import Invite
+from core.models.invites import InviteQuerySet
 from core.selectors.invites import invite_quota_status
 from core.services.invites import invite_create, invite_revoke
 from staff.actions import ConfirmForm, action_page, actor_of, applied, capped, run_each
@@ -27,18 +28,42 @@ def invite_link(invite: Invite) -> str:
     return f"{settings.SITE_URL.rstrip('/')}{reverse('register')}?invite={invite.code}"
 
 
+class InviteStateFilter(admin.SimpleListFilter):
+    title = _("status")
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("usable", _("Active")), ("expired", _("Expired")), ("used", _("Used")),
+                ("revoked", _("Revoked"))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Invite]) -> QuerySet[Invite]:
+        rows = cast(InviteQuerySet, queryset)  # the admin's queryset is the model's
+        value = self.value()
+        if value == "usable":
+            return rows.usable()
+        if value == "expired":
+            return rows.expired()
+        if value in (Invite.Status.USED, Invite.Status.REVOKED):
+            return queryset.filter(status=value)
+        return queryset
+
+
+STATE_LABELS = {"active": _("Active"), "expired": _("Expired"), "used": _("Used"),
+                "revoked": _("Revoked")}
+
+
 @admin.register(Invite)
 class InviteAdmin(StaffModelAdmin):
     view_capability = "view_any_stats"
-    list_display = ["id", "created_by", "status", "created_at", "expires_at", "used_by"]
-    list_filter = ["status"]
+    list_display = ["id", "created_by", "state", "created_at", "expires_at", "used_by"]
+    list_filter = [InviteStateFilter]
     list_select_related = ["created_by", "used_by"]
     search_fields = ["created_by__username", "used_by__username"]
     ordering = ["-created_at"]
     show_full_result_count = False
     show_facets = ShowFacets.NEVER
     # The code stays hidden: a staff member has no reason to hand out someone's invite.
-    fields = ["created_by", "status", "created_at", "expires_at", "used_by", "used_at",
+    fields = ["created_by", "state", "created_at", "expires_at", "used_by", "used_at",
               "revoked_at"]
     readonly_fields = fields
     actions = ["revoke"]
@@ -46,6 +71,12 @@ class InviteAdmin(StaffModelAdmin):
 
     def has_manage_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return staff_can(request, "manage_users")
+
+    @display(description=_("status"), label={"active": "success", "expired": "warning",
+                                             "used": "info", "revoked": "danger"})
+    def state(self, obj: Invite) -> tuple[str, Any]:
+        status = obj.effective_status
+        return status, STATE_LABELS.get(status, status)
 
     def has_create_invite_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Any staff member invites within their own role's quota, as on the member pages.

@@ -24,7 +24,7 @@ from unfold.widgets import (
 from core.errors import ZspbError
 from core.models import LoaderRelease
 from core.services.releases import release_create, release_publish
-from staff.actions import actor_of, form_page
+from staff.actions import actor_of, capped, form_page, run_each
 from staff.base import StaffModelAdmin, staff_can
 from staff.csv_export import CsvExportMixin, field_column
 
@@ -101,16 +101,14 @@ class LoaderReleaseAdmin(CsvExportMixin, StaffModelAdmin):
 
     def _publish(self, request: HttpRequest, queryset: QuerySet[LoaderRelease],
                  published: bool) -> None:
-        for release_id in queryset.values_list("pk", flat=True):
-            try:
-                release = release_publish(actor=actor_of(request), release_id=release_id,
-                                          published=published)
-            except ZspbError as exc:
-                messages.error(request, exc.message)
-            else:
-                messages.success(request, (_("%(version)s published.") if published
-                                           else _("%(version)s withdrawn."))
-                                 % {"version": release.version})
+        releases = capped(request, queryset.order_by("pk"))
+        if releases is not None:
+            actor = actor_of(request)
+            run_each(request, releases,
+                     lambda r: release_publish(actor=actor, release_id=r.pk,
+                                               published=published),
+                     done=_("%(count)d releases published.") if published
+                     else _("%(count)d releases withdrawn."))
 
     @admin.action(description=_("Publish selected releases"), permissions=["manage_loader"])
     def publish(self, request: HttpRequest, queryset: QuerySet[LoaderRelease]) -> None:

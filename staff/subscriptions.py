@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
@@ -20,6 +20,7 @@ from unfold.widgets import (
 )
 
 from core.models import Subscription
+from core.models.subscriptions import SubscriptionQuerySet
 from core.services.licensing import subscription_reset_hwid
 from core.services.subscriptions import subscription_adjust
 from staff.actions import action_page, actor_of, applied, capped, run_each
@@ -40,11 +41,11 @@ class ActiveFilter(admin.SimpleListFilter):
         return [("active", _("Active")), ("expired", _("Expired"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        now = timezone.now()
+        rows = cast(SubscriptionQuerySet, queryset)  # the admin's queryset is the model's
         if self.value() == "active":
-            return queryset.filter(expires_at__gt=now)
+            return rows.active()
         if self.value() == "expired":
-            return queryset.filter(expires_at__lte=now)
+            return rows.expired()
         return queryset
 
 
@@ -95,8 +96,10 @@ class SubscriptionAdmin(CsvExportMixin, ScaledChangeListMixin, StaffModelAdmin):
 
     @display(description=_("time left"))
     def time_left(self, obj: Subscription) -> str:
-        left = obj.expires_at - timezone.now()
-        return format_duration(left) if left > timedelta(0) else str(_("expired"))
+        now = timezone.now()
+        if obj.expires_at is None or not obj.active_at(now):  # None: an unsaved row
+            return str(_("expired")) if obj.expires_at else "-"
+        return format_duration(obj.expires_at - now)
 
     @display(description=_("HWID bound"), boolean=True)
     def hwid_bound(self, obj: Subscription) -> bool:

@@ -11,11 +11,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import Conflict, InvalidInput
-from core.models import Product, User
+from core.models import Product, Subscription, User
 from core.selectors.discord import SNOWFLAKE_MAX
 from core.services.access import ensure_capability
 from core.services.logs import Category, log_event
@@ -71,8 +70,8 @@ def _request_holder_syncs(*, product: Product, reason: str) -> int:
     from core.services.rolesync import role_sync_request, roles_reconcile_all
 
     holders = User.objects.filter(
-        discord_id__isnull=False, subscriptions__product=product,
-        subscriptions__expires_at__gt=timezone.now(),
+        discord_id__isnull=False,
+        pk__in=Subscription.objects.active().filter(product=product).values("user_id"),
     ).order_by("pk")
     ids = list(holders.values_list("pk", flat=True)[:_SYNC_BATCH + 1])
     if len(ids) > _SYNC_BATCH:

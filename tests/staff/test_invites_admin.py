@@ -52,3 +52,28 @@ def test_a_member_session_cannot_create_here(client: Any, member: Any) -> None:
     response = client.post(CREATE, {"apply": "1"})
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
     assert not Invite.objects.exists()
+
+
+@pytest.mark.django_db
+def test_expired_invites_are_shown_and_filtered_as_expired(staff_client: Any,
+                                                           member: Any) -> None:
+    """The list showed the stored status: an invite past its expiry still read "Active"."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import InviteFactory
+
+    past = timezone.now() - timedelta(days=10)
+    expired = InviteFactory.create(created_by=member, created_at=past,
+                                   expires_at=past + timedelta(days=7))
+    usable = InviteFactory.create(created_by=member)
+    client = staff_client("support")
+
+    def listed(**params: Any) -> list[int]:
+        return [i.pk for i in client.get(INVITES, params).context["cl"].result_list]
+
+    assert listed(state="expired") == [expired.pk]
+    assert listed(state="usable") == [usable.pk]
+    row = client.get(INVITES, {"state": "expired"}).content.decode()
+    assert "Expired" in row
