@@ -53,11 +53,11 @@ def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
         total=Count("id"), used=Count("id", filter=Q(status=Invite.Status.USED))
     )
     redeemed = LicenseKey.objects.filter(redeemed_by=user).count()
-    ban = Ban.objects.filter(user=user, lifted_at__isnull=True).first()
+    ban = Ban.objects.active(now).filter(user=user).first()
     subs = [
         SubscriptionView(product=s.product.slug, product_name=s.product.name,
                          started_at=s.started_at, expires_at=s.expires_at,
-                         active=s.expires_at > now)
+                         active=s.active_at(now))
         for s in Subscription.objects.filter(user=user).select_related("product")
         .order_by("-expires_at")
     ]
@@ -79,9 +79,9 @@ def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
                             for s in subs if s.active),
         discord_linked=user.discord_id is not None,
         discord_username=user.discord_username,
-        banned=ban is not None and ban.is_active,
-        ban_reason=ban.reason if ban is not None and ban.is_active else None,
-        ban_ends_at=ban.ends_at if ban is not None and ban.is_active else None,
+        banned=ban is not None,
+        ban_reason=ban.reason if ban is not None else None,
+        ban_ends_at=ban.ends_at if ban is not None else None,
         subscriptions=subs,
     )
 
