@@ -176,6 +176,25 @@ def test_a_failing_task_is_journaled_once(settings):
     assert entry.data["request_id"]
 
 
+@pytest.mark.django_db(transaction=True)  # the worker loop closes old connections
+def test_a_task_failing_in_the_worker_loop_is_journaled_with_its_id():
+    """django-q2's own worker loop, as qcluster runs it (not the sync shortcut)."""
+    from multiprocessing import Queue, Value
+
+    from django_q.worker import worker
+
+    tasks, results = Queue(), Queue()
+    tasks.put({"id": "task-id-0001", "name": "nightly-job", "args": (), "kwargs": {},
+               "func": "tests.api.test_request_errors.failing_task"})
+    tasks.put("STOP")
+    worker(tasks, results, Value("f", -1))
+    assert results.get(timeout=5)["success"] is False
+    [entry] = errors()
+    assert entry.action == "task.failed" and entry.data["error"] == "Boom"
+    assert entry.data["request_id"] == "task-id-0001"
+    assert entry.data["task"] == "nightly-job"
+
+
 def test_a_task_failure_reported_by_the_worker_is_journaled():
     # What the worker process sends after a failed (not sync) task: the error as text.
     task = {"id": "abc123", "name": "zspb-job", "func": "core.tasks.something",
