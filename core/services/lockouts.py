@@ -44,8 +44,8 @@ def lockout_lift(*, actor: User, attempt_ids: Sequence[int]) -> int:
         for username, ip in pairs:
             if not (username or ip):
                 continue  # axes would read two empty filters as "reset everything"
-            count = AxesProxyHandler.reset_attempts(ip_address=ip or None,
-                                                    username=username or None)
+            count: int = AxesProxyHandler.reset_attempts(ip_address=ip or None,
+                                                         username=username or None)
             lifted += count
             # The address is personal data and stays out of the journal.
             log_event(category=Category.MODERATION, action="lockout.lift", actor=actor,
@@ -56,5 +56,6 @@ def lockout_lift(*, actor: User, attempt_ids: Sequence[int]) -> int:
 
 def access_logs_trim(*, older_than_days: int = ACCESS_LOG_RETENTION_DAYS) -> int:
     """Delete axes' access logs and failure logs older than the retention; returns how many."""
-    return (AxesProxyHandler.reset_logs(age_days=older_than_days)
-            + AxesProxyHandler.reset_failure_logs(age_days=older_than_days))
+    logs: int = AxesProxyHandler.reset_logs(age_days=older_than_days)
+    failures: int = AxesProxyHandler.reset_failure_logs(age_days=older_than_days)
+    return logs + failures
