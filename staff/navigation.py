@@ -54,6 +54,8 @@ KNOWN: dict[str, tuple[str, Any, str]] = {
 # Extra pages that are not changelists: (group, url name, title, icon, ModelAdmin model label,
 # permission method of that ModelAdmin). Skipped while the page is not registered.
 PAGES: list[tuple[str, str, Any, str, str, str]] = [
+    (PEOPLE, "admin:core_invite_create_invite", _("Create invite"), "person_add",
+     "core.invite", "has_create_invite_permission"),
     (KEYS, "admin:core_licensekey_generate_keys_page", _("Generate keys"), "add_box",
      "core.licensekey", "has_generate_keys_permission"),
 ]

@@ -77,3 +77,8 @@ def test_expired_invites_are_shown_and_filtered_as_expired(staff_client: Any,
     assert listed(state="usable") == [usable.pk]
     row = client.get(INVITES, {"state": "expired"}).content.decode()
     assert "Expired" in row
+
+
+@pytest.mark.django_db
+def test_sidebar_links_to_create_invite(staff_client: Any) -> None:
+    assert CREATE in staff_client("support").get("/admin/").content.decode()
