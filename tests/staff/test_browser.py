@@ -80,3 +80,62 @@ def test_moderator_logs_in_with_totp_generates_keys_and_finds_them(
     assert all(code in html for code in codes)  # a moderator sees the codes in plain text
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 0
     assert (ARTIFACTS / "keys.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_redeemed_keys_count_down_in_the_key_list(
+    live_server: Any, roles: dict[str, Role], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key list's countdown runs in the browser (staff/js/countdown.js), on the server's
+    clock, and says "expired" once the subscription is over."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from core.models import Subscription
+    from core.services.keys import key_redeem, keys_generate
+
+    sync_playwright = playwright_or_skip()
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    admin = UserFactory.create(username="admin_browser", role=roles["admin"])
+    device = TOTPDevice.objects.create(user=admin, name="phone", confirmed=True)
+    product = ProductFactory.create(name="Loader", slug="loader")
+    members = [UserFactory.create(username=f"redeemer{i}") for i in range(2)]
+    codes = keys_generate(actor=admin, product=product, duration=timedelta(days=3),
+                          count=3).codes
+    for member, code in zip(members, codes, strict=False):
+        key_redeem(user=member, code=code)
+    # One subscription ends in two seconds: its countdown must turn into "expired".
+    Subscription.objects.filter(user=members[1]).update(
+        expires_at=timezone.now() + timedelta(seconds=2))
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(20_000)
+            staff_log_in(page, live_server.url, admin.username, PASSWORD, device)
+            page.goto(f"{live_server.url}/admin/core/licensekey/")
+            counters = page.locator(".staff-countdown")
+            assert counters.count() == 2
+            selector = (f".staff-countdown[data-expires='"
+                        f"{Subscription.objects.get(user=members[0]).expires_at.isoformat()}']")
+            ticking = page.locator(selector)
+            page.wait_for_function(
+                "(selector) => /\\d+d \\d\\dh \\d\\dm \\d\\ds/.test("
+                "document.querySelector(selector).textContent)", arg=selector)
+            first = ticking.first.inner_text()
+            page.wait_for_timeout(1500)
+            second = ticking.first.inner_text()
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('.staff-countdown')]"
+                ".some(n => n.textContent === 'expired')")
+            page.screenshot(path=str(ARTIFACTS / "keys-countdown.png"), full_page=True)
+            free = page.locator("#result_list").inner_text()
+        finally:
+            browser.close()
+    assert re.fullmatch(r"2d 23h \d\dm \d\ds", first), first
+    assert first != second
+    assert "3 days, not started" in free
