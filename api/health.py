@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DatabaseError, connection
@@ -21,7 +23,7 @@ class HealthOut(Schema):
 
 @router.get("/health", response={200: HealthOut, 503: HealthOut, **ERRORS}, auth=None,
             operation_id="health", summary="Liveness of database, cache and task queue")
-def health(request: HttpRequest) -> Status:
+def health(request: HttpRequest) -> Status[Any]:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")

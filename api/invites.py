@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -56,7 +57,7 @@ def list_invites(request: HttpRequest) -> QuerySet[Invite]:
 
 @router.post("", response={201: InviteOut, **ERRORS}, operation_id="invites_create",
              summary="Create an invite within this month's quota")
-def create_invite(request: HttpRequest) -> Status:
+def create_invite(request: HttpRequest) -> Status[Any]:
     invite = invite_create(creator=current_user(request))
     return Status(201, invite)
 

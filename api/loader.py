@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from django.http import FileResponse, HttpRequest
 from django.urls import reverse
-from ninja import Path, Router, Schema
+from ninja import Router, Schema
+from pydantic import StringConstraints
 
 from api.auth import current_user, member_auth
 from api.errors import ERRORS
@@ -14,6 +16,9 @@ from api.net import client_ip
 from core.models import LoaderRelease
 from core.selectors.releases import release_latest_published
 from core.services.releases import release_download_link, release_for_token
+
+# The signed token of a download link, as a path segment.
+LinkToken = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 router = Router(tags=["loader"])
 
@@ -63,8 +68,7 @@ def download_link(request: HttpRequest) -> DownloadLinkOut:
 @router.get("/download/{token}", auth=None, response=ERRORS, url_name="loader_download",
             operation_id="loader_download", summary="Download the loader through a signed link",
             openapi_extra=_FILE_RESPONSE)
-def download(request: HttpRequest, token: str = Path(..., min_length=1, max_length=256)
-             ) -> FileResponse:
+def download(request: HttpRequest, token: LinkToken) -> FileResponse:
     grant = release_for_token(token=token, ip=client_ip(request))
     response = FileResponse(grant.file, as_attachment=True, filename=grant.filename,
                             content_type="application/octet-stream")

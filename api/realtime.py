@@ -22,7 +22,7 @@ CLOSE_BANNED = 4403
 CLIENT_MESSAGE_MAX = 1024
 
 
-class MemberConsumer(AsyncJsonWebsocketConsumer):
+class MemberConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # Channels has no stubs
     group: str | None = None
 
     async def connect(self) -> None:

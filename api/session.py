@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth import login as django_login
 from django.contrib.auth import update_session_auth_hash
 from django.http import HttpRequest
@@ -95,7 +97,7 @@ def logout(request: HttpRequest) -> OkOut:
 
 @router.post("/register", auth=None, response={201: MeOut, **ERRORS},
              operation_id="auth_register", summary="Create an account with an invite code")
-def register(request: HttpRequest, body: RegisterIn) -> Status:
+def register(request: HttpRequest, body: RegisterIn) -> Status[Any]:
     _require_csrf(request)
     user = user_register(invite_code=body.invite, username=body.username,
                          password=body.password, email=body.email, ip=client_ip(request))

@@ -117,7 +117,7 @@ def _opt_int(path: Path, where: str, value: Any, *, minimum: int = 0) -> int | N
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _fail(path, where, f"expected an integer >= {minimum} or null, got {value!r}")
-    return value
+    return int(value)
 
 
 def _int(path: Path, where: str, value: Any, *, minimum: int = 0) -> int:

@@ -8,8 +8,8 @@ from core.models import User
 
 def twofactor_is_enrolled(*, user: User) -> bool:
     """Whether the user has a confirmed authenticator (otherwise the admin asks to enrol)."""
-    return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
+    return bool(TOTPDevice.objects.filter(user=user, confirmed=True).exists())
 
 
 def twofactor_backup_codes_left(*, user: User) -> int:
-    return StaticToken.objects.filter(device__user=user, device__confirmed=True).count()
+    return int(StaticToken.objects.filter(device__user=user, device__confirmed=True).count())

@@ -64,7 +64,8 @@ def _seconds_left(info: dict[str, Any] | None) -> int:
     locked_until = (info or {}).get("locked_until")
     if locked_until is None:
         return 1
-    return max(1, math.ceil((locked_until - timezone.now()).total_seconds()))
+    left: float = (locked_until - timezone.now()).total_seconds()
+    return max(1, math.ceil(left))
 
 
 def _throttled(seconds: int) -> RateLimited:

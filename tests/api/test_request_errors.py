@@ -51,7 +51,8 @@ def lines() -> Any:
 
     handler = Collect()
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter(settings.LOGGING["formatters"]["plain"]["format"]))
+    logging_config: Any = settings.LOGGING
+    handler.setFormatter(logging.Formatter(logging_config["formatters"]["plain"]["format"]))
     root = logging.getLogger()
     root.addHandler(handler)
     yield collected
@@ -147,7 +148,7 @@ def test_a_down_cache_still_journals_and_a_down_journal_never_raises(member, mon
     def cache_down(*args: Any, **kwargs: Any) -> Any:
         raise ConnectionError("redis is down")
 
-    monkeypatch.setattr(logs.cache, "add", cache_down)
+    monkeypatch.setattr(cache, "add", cache_down)  # the cache the journal uses
     client = Client(raise_request_exception=False)
     client.force_login(member, backend="django.contrib.auth.backends.ModelBackend")
     monkeypatch.setattr("api.pages.member.user_stats", _raise(Boom))
@@ -183,7 +184,8 @@ def test_a_task_failing_in_the_worker_loop_is_journaled_with_its_id():
 
     from django_q.worker import worker
 
-    tasks, results = Queue(), Queue()
+    tasks: Any = Queue()
+    results: Any = Queue()
     tasks.put({"id": "task-id-0001", "name": "nightly-job", "args": (), "kwargs": {},
                "func": "tests.api.test_request_errors.failing_task"})
     tasks.put("STOP")

@@ -184,7 +184,7 @@ class TestConverge:
         standin = world["standin"]
         user = linked_member(world, 1)
         role_sync_request(user_id=user.pk, reason="first")
-        original = drain.member_wanted_roles
+        original = member_wanted_roles  # what the drain module imported
         calls = []
 
         def wanted_then_changed(*, user):
