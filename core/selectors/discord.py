@@ -38,7 +38,7 @@ def _is_banned(*, user: User, now: datetime) -> bool:
 def member_wanted_roles(*, user: User, now: datetime | None = None) -> set[int]:
     """The Discord role ids the user should hold: a pure function of site state.
 
-    The role's Discord role plus the Discord role of every product with an active
+    The role's Discord role plus the Discord role of every active product with an active
     subscription; nothing while banned. At most three queries whatever the data size.
     """
     now = now or timezone.now()
@@ -50,7 +50,7 @@ def member_wanted_roles(*, user: User, now: datetime | None = None) -> set[int]:
         if role is not None and role.discord_role_id is not None:
             wanted.add(role.discord_role_id)
     product_roles = Subscription.objects.active(now).filter(
-        user_id=user.pk, product__discord_role_id__isnull=False
+        user_id=user.pk, product__is_active=True, product__discord_role_id__isnull=False
     ).values_list("product__discord_role_id", flat=True)
     wanted.update(role_id for role_id in product_roles if role_id is not None)
     return wanted

@@ -57,6 +57,14 @@ class TestWantedRoles:
         _subscribe(member, extra, days=1)
         assert member_wanted_roles(user=_fresh(member)) == {USER_ROLE, LOADER_ROLE, EXTRA_ROLE}
 
+    def test_deactivated_product_gives_no_role(self, discord_roles, member, loader, extra):
+        _subscribe(member, loader, days=3)
+        _subscribe(member, extra, days=3)
+        Product.objects.filter(pk=extra.pk).update(is_active=False)
+        assert member_wanted_roles(user=_fresh(member)) == {USER_ROLE, LOADER_ROLE}
+        # Still managed: the drain takes it off members who have it.
+        assert EXTRA_ROLE in managed_role_ids()
+
     def test_expired_subscription_excluded(self, discord_roles, member, loader, extra):
         _subscribe(member, loader, days=3)
         _subscribe(member, extra, days=-1)
