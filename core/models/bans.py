@@ -5,6 +5,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class BanQuerySet(models.QuerySet["Ban"]):
@@ -24,26 +25,31 @@ class BanQuerySet(models.QuerySet["Ban"]):
 
 class Ban(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                             related_name="bans")
-    reason = models.CharField(max_length=500)
+                             related_name="bans", verbose_name=_("member"))
+    reason = models.CharField(_("reason"), max_length=500)
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="bans_issued"
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="bans_issued",
+        verbose_name=_("author"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    ends_at = models.DateTimeField(null=True, blank=True, help_text="Empty means permanent.")
-    lifted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    ends_at = models.DateTimeField(_("ends"), null=True, blank=True,
+                                   help_text=_("Empty means permanent."))
+    lifted_at = models.DateTimeField(_("lifted"), null=True, blank=True)
     lifted_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="bans_lifted",
+        verbose_name=_("lifted by"),
     )
 
     objects = BanQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("ban")
+        verbose_name_plural = _("bans")
         constraints = [
             models.UniqueConstraint(
                 fields=["user"], condition=models.Q(lifted_at__isnull=True),

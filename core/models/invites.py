@@ -5,6 +5,8 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from encrypted_model_fields.fields import EncryptedCharField
 
 
@@ -21,32 +23,37 @@ class InviteQuerySet(models.QuerySet["Invite"]):
 
 class Invite(models.Model):
     class Status(models.TextChoices):
-        ACTIVE = "active", "Active"
-        USED = "used", "Used"
-        REVOKED = "revoked", "Revoked"
+        ACTIVE = "active", pgettext_lazy("invite", "Active")
+        USED = "used", pgettext_lazy("invite", "Used")
+        REVOKED = "revoked", pgettext_lazy("invite", "Revoked")
 
-    code_digest = models.CharField(max_length=64, unique=True)
-    code = EncryptedCharField(max_length=64)
+    code_digest = models.CharField(_("code digest"), max_length=64, unique=True)
+    code = EncryptedCharField(verbose_name=_("code"), max_length=64)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="invites_created"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="invites_created",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField()
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices,
+                              default=Status.ACTIVE)
     used_by = models.OneToOneField(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="invite_used",
+        verbose_name=_("used by"),
     )
-    used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
 
     objects = InviteQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("invite")
+        verbose_name_plural = _("invites")
         indexes = [
             models.Index(fields=["created_by", "created_at"], name="invite_creator_month_idx"),
             models.Index(fields=["status", "expires_at"], name="invite_status_idx"),

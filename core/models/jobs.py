@@ -7,6 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class KeyGenerationJob(models.Model):
@@ -17,28 +19,33 @@ class KeyGenerationJob(models.Model):
     """
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", pgettext_lazy("job", "Pending")
+        RUNNING = "running", pgettext_lazy("job", "Running")
+        DONE = "done", pgettext_lazy("job", "Done")
+        FAILED = "failed", pgettext_lazy("job", "Failed")
 
-    batch = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
-    product = models.ForeignKey("core.Product", on_delete=models.PROTECT, related_name="+")
-    duration = models.DurationField()
-    count = models.PositiveIntegerField()
-    done = models.PositiveIntegerField(default=0)
-    note = models.CharField(max_length=200, blank=True)
-    redeem_by = models.DateTimeField(null=True, blank=True)
+    batch = models.UUIDField(_("batch"), unique=True, default=uuid.uuid4, editable=False)
+    product = models.ForeignKey("core.Product", on_delete=models.PROTECT, related_name="+",
+                                verbose_name=_("product"))
+    duration = models.DurationField(_("duration"))
+    count = models.PositiveIntegerField(_("number of keys"))
+    done = models.PositiveIntegerField(_("generated"), default=0)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    redeem_by = models.DateTimeField(_("redeem by"), null=True, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("created by"),
     )
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
-    error = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices,
+                              default=Status.PENDING)
+    error = models.CharField(_("error"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = _("key generation job")
+        verbose_name_plural = _("key generation jobs")
         constraints = [
             models.CheckConstraint(condition=models.Q(done__lte=models.F("count")),
                                    name="keygen_done_le_count"),

@@ -5,18 +5,22 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from encrypted_model_fields.fields import EncryptedCharField
 
 
 class Product(models.Model):
-    name = models.CharField(max_length=100, unique=True)
-    slug = models.SlugField(max_length=50, unique=True)
-    discord_role_id = models.BigIntegerField(null=True, blank=True)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    slug = models.SlugField(_("slug"), max_length=50, unique=True)
+    discord_role_id = models.BigIntegerField(_("Discord role ID"), null=True, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
         ordering = ["name"]
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
 
     def __str__(self) -> str:
         return self.name
@@ -24,36 +28,42 @@ class Product(models.Model):
 
 class LicenseKey(models.Model):
     class Status(models.TextChoices):
-        FREE = "free", "Free"
-        REDEEMED = "redeemed", "Redeemed"
-        REVOKED = "revoked", "Revoked"
+        FREE = "free", pgettext_lazy("key", "Free")
+        REDEEMED = "redeemed", pgettext_lazy("key", "Redeemed")
+        REVOKED = "revoked", pgettext_lazy("key", "Revoked")
 
-    code_digest = models.CharField(max_length=64, unique=True)
-    code = EncryptedCharField(max_length=64)
-    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="keys")
-    duration = models.DurationField()
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.FREE)
-    batch = models.UUIDField(db_index=True)
-    note = models.CharField(max_length=200, blank=True)
-    redeem_by = models.DateTimeField(null=True, blank=True)
+    code_digest = models.CharField(_("code digest"), max_length=64, unique=True)
+    code = EncryptedCharField(verbose_name=_("code"), max_length=64)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="keys",
+                                verbose_name=_("product"))
+    duration = models.DurationField(_("duration"))
+    status = models.CharField(_("status"), max_length=8, choices=Status.choices,
+                              default=Status.FREE)
+    batch = models.UUIDField(_("batch"), db_index=True)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    redeem_by = models.DateTimeField(_("redeem by"), null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         on_delete=models.SET_NULL,
         related_name="keys_created",
+        verbose_name=_("created by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
     redeemed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="keys_redeemed",
+        verbose_name=_("redeemed by"),
     )
-    redeemed_at = models.DateTimeField(null=True, blank=True)
+    redeemed_at = models.DateTimeField(_("redeemed"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = _("key")
+        verbose_name_plural = _("keys")
         indexes = [
             models.Index(fields=["product", "status"], name="key_product_status_idx"),
             models.Index(fields=["status", "-created_at"], name="key_status_created_idx"),

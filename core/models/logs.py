@@ -3,36 +3,38 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 from encrypted_model_fields.fields import EncryptedCharField
 
 
 class LogEntry(models.Model):
     class Category(models.TextChoices):
-        USER = "user", "User actions"
-        MODERATION = "moderation", "Moderation"
-        ERROR = "error", "System errors"
+        USER = "user", _("User actions")
+        MODERATION = "moderation", _("Moderation")
+        ERROR = "error", _("System errors")
 
-    category = models.CharField(max_length=10, choices=Category.choices)
-    action = models.CharField(max_length=64)
+    category = models.CharField(_("journal"), max_length=10, choices=Category.choices)
+    action = models.CharField(_("action"), max_length=64)
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+",
+        related_name="+", verbose_name=_("actor"),
     )
     target = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-        related_name="+",
+        related_name="+", verbose_name=_("target"),
     )
     # Names survive deletion of the account, so the journal stays readable.
-    actor_name = models.CharField(max_length=150, blank=True)
-    target_name = models.CharField(max_length=150, blank=True)
-    data = models.JSONField(default=dict, blank=True)
-    ip_digest = models.CharField(max_length=64, blank=True)
-    ip = EncryptedCharField(max_length=64, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
+    actor_name = models.CharField(_("actor name"), max_length=150, blank=True)
+    target_name = models.CharField(_("target name"), max_length=150, blank=True)
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    ip_digest = models.CharField(_("IP digest"), max_length=64, blank=True)
+    ip = EncryptedCharField(verbose_name=_("IP address"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("time"), default=timezone.now)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        verbose_name_plural = "log entries"
+        verbose_name = _("log entry")
+        verbose_name_plural = _("log entries")
         indexes = [
             models.Index(fields=["category", "-created_at"], name="log_category_idx"),
             models.Index(fields=["actor", "-created_at"], name="log_actor_idx"),
@@ -52,8 +54,8 @@ class UserActionEntry(LogEntry):
 
     class Meta:
         proxy = True
-        verbose_name = "user action"
-        verbose_name_plural = "journal: user actions"
+        verbose_name = _("user action")
+        verbose_name_plural = _("journal: user actions")
 
 
 class ModerationEntry(LogEntry):
@@ -61,8 +63,8 @@ class ModerationEntry(LogEntry):
 
     class Meta:
         proxy = True
-        verbose_name = "moderation entry"
-        verbose_name_plural = "journal: moderation"
+        verbose_name = _("moderation entry")
+        verbose_name_plural = _("journal: moderation")
 
 
 class SystemErrorEntry(LogEntry):
@@ -70,5 +72,5 @@ class SystemErrorEntry(LogEntry):
 
     class Meta:
         proxy = True
-        verbose_name = "system error"
-        verbose_name_plural = "journal: system errors"
+        verbose_name = _("system error")
+        verbose_name_plural = _("journal: system errors")

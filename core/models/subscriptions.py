@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class SubscriptionQuerySet(models.QuerySet["Subscription"]):
@@ -23,21 +24,25 @@ class SubscriptionQuerySet(models.QuerySet["Subscription"]):
 
 class Subscription(models.Model):
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="subscriptions",
+        verbose_name=_("member"),
     )
     product = models.ForeignKey("core.Product", on_delete=models.PROTECT,
-                                related_name="subscriptions")
-    started_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField()
-    hwid_digest = models.CharField(max_length=64, blank=True)
+                                related_name="subscriptions", verbose_name=_("product"))
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    hwid_digest = models.CharField(_("HWID digest"), max_length=64, blank=True)
     # When the member last unbound the machine themselves (the cooldown counts from here).
-    hwid_self_reset_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    hwid_self_reset_at = models.DateTimeField(_("last self-service HWID reset"), null=True,
+                                              blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = SubscriptionQuerySet.as_manager()
 
     class Meta:
         ordering = ["expires_at"]
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
         constraints = [
             models.UniqueConstraint(fields=["user", "product"], name="subscription_unique"),
         ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class RoleSyncRequest(models.Model):
@@ -16,18 +17,23 @@ class RoleSyncRequest(models.Model):
     """
 
     user = models.OneToOneField(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_sync_request"
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="role_sync_request",
+        verbose_name=_("member"),
     )
-    reason = models.CharField(max_length=64, help_text="What last asked for a sync.")
-    requested_at = models.DateTimeField(default=timezone.now)
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
+    reason = models.CharField(_("reason"), max_length=64,
+                              help_text=_("What last asked for a sync."))
+    requested_at = models.DateTimeField(_("requested"), default=timezone.now)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
     not_before = models.DateTimeField(
-        default=timezone.now, help_text="Back-off: not retried before this time."
+        _("not before"), default=timezone.now,
+        help_text=_("Back-off: not retried before this time."),
     )
 
     class Meta:
         ordering = ["requested_at", "id"]
+        verbose_name = _("Discord role sync request")
+        verbose_name_plural = _("Discord role sync requests")
         indexes = [
             # The drain takes due rows oldest first: WHERE not_before <= now ORDER BY requested_at.
             models.Index(fields=["not_before", "requested_at"], name="rolesync_drain_idx"),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 from encrypted_model_fields.fields import EncryptedCharField
 
 CANARY_PLAINTEXT = "zalypaspb-encryption-canary"
@@ -13,7 +14,11 @@ class EncryptionCanary(models.Model):
     row back at start-up (`check --database default`) turns that silent failure into an error.
     """
 
-    value = EncryptedCharField(max_length=64)
+    value = EncryptedCharField(verbose_name=_("value"), max_length=64)
+
+    class Meta:
+        verbose_name = _("encryption canary")
+        verbose_name_plural = _("encryption canaries")
 
     def __str__(self) -> str:
         return "encryption canary"

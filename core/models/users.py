@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext_lazy as _
 from encrypted_model_fields.fields import EncryptedCharField
 
 if TYPE_CHECKING:
@@ -16,20 +17,24 @@ SUPERUSER_RANK = 1_000_000
 
 class User(AbstractUser):
     role = models.ForeignKey(
-        "core.Role", null=True, blank=True, on_delete=models.PROTECT, related_name="members"
+        "core.Role", null=True, blank=True, on_delete=models.PROTECT, related_name="members",
+        verbose_name=_("role"),
     )
     invited_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="invitees"
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="invitees",
+        verbose_name=_("invited by"),
     )
-    discord_id = models.BigIntegerField(null=True, blank=True, unique=True)
-    discord_username = models.CharField(max_length=64, blank=True)
-    discord_linked_at = models.DateTimeField(null=True, blank=True)
-    registration_ip_digest = models.CharField(max_length=64, blank=True, db_index=True)
-    registration_ip = EncryptedCharField(max_length=64, blank=True)
-    can_invite = models.BooleanField(default=True)
+    discord_id = models.BigIntegerField(_("Discord ID"), null=True, blank=True, unique=True)
+    discord_username = models.CharField(_("Discord name"), max_length=64, blank=True)
+    discord_linked_at = models.DateTimeField(_("Discord linked"), null=True, blank=True)
+    registration_ip_digest = models.CharField(_("registration IP digest"), max_length=64,
+                                              blank=True, db_index=True)
+    registration_ip = EncryptedCharField(verbose_name=_("registration IP"), max_length=64,
+                                         blank=True)
+    can_invite = models.BooleanField(_("may invite"), default=True)
     # Bumped to invalidate every session of the user at once (ban, password reset, "end
     # sessions"): it is mixed into the session auth hash that Django checks on each request.
-    session_epoch = models.PositiveIntegerField(default=0)
+    session_epoch = models.PositiveIntegerField(_("session epoch"), default=0)
 
     class Meta(AbstractUser.Meta):  # type: ignore[name-defined]
         indexes = [

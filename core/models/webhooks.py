@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from core.models.logs import LogEntry
 
@@ -15,12 +16,15 @@ class WebhookOutbox(models.Model):
     posted.
     """
 
-    entry = models.ForeignKey(LogEntry, on_delete=models.CASCADE, related_name="+")
-    journal = models.CharField(max_length=10, choices=LogEntry.Category.choices)
-    created_at = models.DateTimeField(default=timezone.now)
+    entry = models.ForeignKey(LogEntry, on_delete=models.CASCADE, related_name="+",
+                              verbose_name=_("journal entry"))
+    journal = models.CharField(_("journal"), max_length=10, choices=LogEntry.Category.choices)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
         ordering = ["id"]
+        verbose_name = _("webhook outbox entry")
+        verbose_name_plural = _("webhook outbox")
         indexes = [models.Index(fields=["journal", "id"], name="webhook_outbox_idx")]
 
     def __str__(self) -> str:
@@ -35,17 +39,20 @@ class WebhookState(models.Model):
     another URL enables delivery again.
     """
 
-    journal = models.CharField(max_length=10, choices=LogEntry.Category.choices, unique=True)
-    url_digest = models.CharField(max_length=64, blank=True)
-    disabled_at = models.DateTimeField(null=True, blank=True)
-    disabled_reason = models.CharField(max_length=200, blank=True)
-    failures = models.PositiveIntegerField(default=0)
-    not_before = models.DateTimeField(default=timezone.now)
-    last_error = models.CharField(max_length=200, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
+    journal = models.CharField(_("journal"), max_length=10, choices=LogEntry.Category.choices,
+                               unique=True)
+    url_digest = models.CharField(_("URL digest"), max_length=64, blank=True)
+    disabled_at = models.DateTimeField(_("disabled"), null=True, blank=True)
+    disabled_reason = models.CharField(_("reason disabled"), max_length=200, blank=True)
+    failures = models.PositiveIntegerField(_("failures"), default=0)
+    not_before = models.DateTimeField(_("not before"), default=timezone.now)
+    last_error = models.CharField(_("last error"), max_length=200, blank=True)
+    delivered_at = models.DateTimeField(_("last delivered"), null=True, blank=True)
 
     class Meta:
         ordering = ["journal"]
+        verbose_name = _("webhook state")
+        verbose_name_plural = _("webhook states")
 
     def __str__(self) -> str:
         state = "disabled" if self.disabled_at else "enabled"
