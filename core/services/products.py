@@ -18,12 +18,11 @@ from core.models import Product, Subscription, User
 from core.selectors.discord import SNOWFLAKE_MAX
 from core.services.access import ensure_capability
 from core.services.logs import Category, log_event
+from core.services.rolesync import role_sync_request_members
 
 PRODUCT_FIELDS = ("name", "slug", "is_active", "discord_role_id")
 # Fields whose change alters the Discord roles members of the product should hold.
 SYNC_FIELDS = frozenset({"is_active", "discord_role_id"})
-# Past this many members one reconcile of every linked member is cheaper than a row each.
-_SYNC_BATCH = 1000
 
 
 def _validate(fields: dict[str, Any]) -> dict[str, Any]:
@@ -65,23 +64,6 @@ def _clash(*, fields: dict[str, Any], exclude: int | None) -> None:
         raise Conflict(_("Another product has this slug."), fields={"slug": "taken"})
 
 
-def _request_holder_syncs(*, product: Product, reason: str) -> int:
-    """Queue a Discord role sync for every linked member with an active subscription."""
-    from core.services.rolesync import role_sync_request, roles_reconcile_all
-
-    holders = User.objects.filter(
-        discord_id__isnull=False,
-        pk__in=Subscription.objects.active().filter(product=product).values("user_id"),
-    ).order_by("pk")
-    ids = list(holders.values_list("pk", flat=True)[:_SYNC_BATCH + 1])
-    if len(ids) > _SYNC_BATCH:
-        transaction.on_commit(roles_reconcile_all, robust=True)
-        return holders.count()
-    for user_id in ids:
-        role_sync_request(user_id=user_id, reason=reason)
-    return len(ids)
-
-
 def product_create(*, actor: User, fields: dict[str, Any]) -> Product:
     ensure_capability(actor, "manage_products")
     fields = _validate(fields)
@@ -113,7 +95,11 @@ def product_update(*, actor: User, product: Product, changes: dict[str, Any]) ->
         current.save(update_fields=list(diff))
         queued = 0
         if SYNC_FIELDS & set(diff):
-            queued = _request_holder_syncs(product=current, reason="product_edit")
+            queued = role_sync_request_members(
+                users=User.objects.filter(
+                    pk__in=Subscription.objects.active().filter(product=current)
+                    .values("user_id")),
+                reason="product_edit")
         log_event(category=Category.MODERATION, action="product.update", actor=actor,
                   data={"product_id": current.pk, "slug": current.slug,
                         "changed": sorted(diff), "before": before, "after": diff,

@@ -12,6 +12,7 @@ from core.errors import Conflict, InvalidInput, PermissionDenied, RankViolation
 from core.models import Role, User
 from core.services.access import ensure_capability
 from core.services.logs import Category, log_event
+from core.services.rolesync import role_sync_request_members
 
 
 @dataclass
@@ -89,7 +90,6 @@ def roles_sync_from_config(*, overwrite: bool = False) -> RoleSyncReport:
 # rank, and every change is journaled with its before/after values.
 
 ROLE_FIELDS = ("name", "rank", "discord_role_id", "invite_quota", "staff", "permissions")
-_SYNC_BATCH = 1000
 
 
 def _validate_role_fields(*, actor: User, fields: dict[str, Any],
@@ -131,25 +131,6 @@ def _clash(*, fields: dict[str, Any], exclude: int | None) -> None:
         raise Conflict(_("Another role has this name."), fields={"name": "taken"})
 
 
-def _request_member_syncs(*, role: Role, reason: str) -> int:
-    """Queue a Discord role sync for every linked member of the role.
-
-    One coalescing request per member for a normal role; a role with more linked members than
-    that is left to one reconcile of every linked member after commit (batched, the same
-    public path as the periodic reconcile), so an edit stays a quick request.
-    """
-    from core.services.rolesync import role_sync_request, roles_reconcile_all
-
-    linked = role.members.filter(discord_id__isnull=False)
-    ids = list(linked.values_list("pk", flat=True)[: _SYNC_BATCH + 1])
-    if len(ids) > _SYNC_BATCH:
-        transaction.on_commit(roles_reconcile_all, robust=True)
-        return linked.count()
-    for user_id in ids:
-        role_sync_request(user_id=user_id, reason=reason)
-    return len(ids)
-
-
 def role_create(*, actor: User, key: str, fields: dict[str, Any]) -> Role:
     ensure_capability(actor, "manage_roles")
     fields = _validate_role_fields(actor=actor, fields=fields)
@@ -189,7 +170,7 @@ def role_update(*, actor: User, role: Role, changes: dict[str, Any]) -> Role:
             current.members.filter(is_superuser=False).update(is_staff=current.staff)
         queued = 0
         if "discord_role_id" in diff:
-            queued = _request_member_syncs(role=current, reason="role_edit")
+            queued = role_sync_request_members(users=current.members.all(), reason="role_edit")
         log_event(category=Category.MODERATION, action="role.update", actor=actor,
                   data={"role": current.key, "before": before, "after": diff,
                         "syncs_queued": queued})

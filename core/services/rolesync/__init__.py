@@ -15,6 +15,7 @@ from core.services.rolesync.reconcile import (
     member_roles_strip,
     member_strip_soon,
     role_sync_expired,
+    role_sync_request_members,
     roles_reconcile_all,
     roles_strip_orphans,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "role_sync_drain",
     "role_sync_expired",
     "role_sync_request",
+    "role_sync_request_members",
     "roles_reconcile_all",
     "roles_strip_orphans",
     "unlinked_ids",

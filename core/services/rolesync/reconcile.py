@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -36,7 +37,12 @@ from core.services.rolesync.drain import (
     halted,
     settings_guild,
 )
-from core.services.rolesync.outbox import KEY_PREFIX, drain_soon, request_many
+from core.services.rolesync.outbox import (
+    KEY_PREFIX,
+    drain_soon,
+    request_many,
+    role_sync_request,
+)
 
 log = logging.getLogger("zspb.rolesync")
 
@@ -72,6 +78,28 @@ def role_sync_expired(*, now: datetime | None = None, queue_drain: bool = True) 
     if user_ids and queue_drain:
         drain_soon()
     return len(user_ids)
+
+
+# Past this many members an edit queues one full reconcile instead of a row per member.
+MEMBERS_SYNC_MAX = 1000
+
+
+def role_sync_request_members(*, users: QuerySet[User], reason: str) -> int:
+    """Queue a role sync for each linked user of `users` (a role or product edit changed
+    what they should hold); returns how many are concerned.
+
+    One coalescing request per member normally; more than MEMBERS_SYNC_MAX members are left
+    to one reconcile of every linked member after commit (batched, the periodic path), so the
+    edit stays a quick request.
+    """
+    linked = users.filter(discord_id__isnull=False).order_by("pk")
+    ids = list(linked.values_list("pk", flat=True)[:MEMBERS_SYNC_MAX + 1])
+    if len(ids) > MEMBERS_SYNC_MAX:
+        transaction.on_commit(roles_reconcile_all, robust=True)
+        return linked.count()
+    for user_id in ids:
+        role_sync_request(user_id=user_id, reason=reason)
+    return len(ids)
 
 
 def roles_reconcile_all(*, batch_size: int = RECONCILE_BATCH) -> int:
