@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from unfold.decorators import action, display
 
 from core.errors import ZspbError
@@ -28,13 +29,19 @@ def invite_link(invite: Invite) -> str:
     return f"{settings.SITE_URL.rstrip('/')}{reverse('register')}?invite={invite.code}"
 
 
+STATE_LABELS = {"active": pgettext_lazy("invite", "Active"),
+                "expired": pgettext_lazy("invite", "Expired"),
+                "used": pgettext_lazy("invite", "Used"),
+                "revoked": pgettext_lazy("invite", "Revoked")}
+
+
 class InviteStateFilter(admin.SimpleListFilter):
     title = _("status")
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("usable", _("Active")), ("expired", _("Expired")), ("used", _("Used")),
-                ("revoked", _("Revoked"))]
+        return [("usable", STATE_LABELS["active"]), ("expired", STATE_LABELS["expired"]),
+                ("used", STATE_LABELS["used"]), ("revoked", STATE_LABELS["revoked"])]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Invite]) -> QuerySet[Invite]:
         rows = cast(InviteQuerySet, queryset)  # the admin's queryset is the model's
@@ -46,10 +53,6 @@ class InviteStateFilter(admin.SimpleListFilter):
         if value in (Invite.Status.USED, Invite.Status.REVOKED):
             return queryset.filter(status=value)
         return queryset
-
-
-STATE_LABELS = {"active": _("Active"), "expired": _("Expired"), "used": _("Used"),
-                "revoked": _("Revoked")}
 
 
 @admin.register(Invite)

@@ -26,6 +26,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from unfold.widgets import (
     UnfoldAdminIntegerFieldWidget,
@@ -57,11 +58,11 @@ def format_duration(duration: timedelta) -> str:
     hours, minutes = seconds // 3600, seconds % 3600 // 60
     parts = []
     if days:
-        parts.append(f"{days} day" if days == 1 else f"{days} days")
+        parts.append(ngettext("%(n)d day", "%(n)d days", days) % {"n": days})
     if hours:
-        parts.append(f"{hours} h")
+        parts.append(gettext("%(n)d h") % {"n": hours})
     if minutes and not days:
-        parts.append(f"{minutes} min")
+        parts.append(gettext("%(n)d min") % {"n": minutes})
     return " ".join(parts) or "0"
 
 

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from unfold.decorators import display
 from unfold.widgets import (
     UnfoldAdminIntegerFieldWidget,
@@ -38,7 +39,8 @@ class ActiveFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
-        return [("active", _("Active")), ("expired", _("Expired"))]
+        return [("active", pgettext_lazy("subscription", "Active")),
+                ("expired", _("Expired"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         rows = cast(SubscriptionQuerySet, queryset)  # the admin's queryset is the model's

@@ -5,6 +5,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -64,7 +65,7 @@ class Ban(models.Model):
         indexes = [models.Index(fields=["lifted_at", "ends_at"], name="ban_open_idx")]
 
     def __str__(self) -> str:
-        return f"Ban of {self.user_id}"
+        return gettext("Ban of member %(user)s") % {"user": self.user_id}
 
     @property
     def is_active(self) -> bool:

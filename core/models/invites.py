@@ -5,8 +5,8 @@ from datetime import datetime
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 from encrypted_model_fields.fields import EncryptedCharField
 
 
@@ -71,7 +71,8 @@ class Invite(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Invite #{self.pk} by {self.created_by_id}"
+        return gettext("Invite #%(id)s by member %(user)s") % {"id": self.pk,
+                                                                "user": self.created_by_id}
 
     def is_usable(self, at: datetime | None = None) -> bool:
         return self.status == self.Status.ACTIVE and self.expires_at > (at or timezone.now())

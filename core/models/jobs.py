@@ -7,8 +7,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 
 class KeyGenerationJob(models.Model):
@@ -52,7 +52,9 @@ class KeyGenerationJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Key generation #{self.pk} ({self.done}/{self.count}, {self.status})"
+        return gettext("Key generation #%(id)s (%(done)s/%(count)s, %(status)s)") % {
+            "id": self.pk, "done": self.done, "count": self.count,
+            "status": self.get_status_display()}
 
     @property
     def percent(self) -> int:

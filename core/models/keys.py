@@ -5,8 +5,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 from encrypted_model_fields.fields import EncryptedCharField
 
 
@@ -88,4 +88,5 @@ class LicenseKey(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Key #{self.pk} ({self.product_id}, {self.status})"
+        return gettext("Key #%(id)s (product %(product)s, %(status)s)") % {
+            "id": self.pk, "product": self.product_id, "status": self.get_status_display()}

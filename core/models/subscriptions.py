@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -49,7 +50,9 @@ class Subscription(models.Model):
         indexes = [models.Index(fields=["expires_at"], name="subscription_expiry_idx")]
 
     def __str__(self) -> str:
-        return f"{self.user_id}:{self.product_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+        return gettext("Member %(user)s, product %(product)s, until %(date)s") % {
+            "user": self.user_id, "product": self.product_id,
+            "date": f"{self.expires_at:%Y-%m-%d %H:%M}"}
 
     @property
     def is_active(self) -> bool:
