@@ -1,15 +1,23 @@
+"""Health for load balancers and monitoring.
+
+- `/health/live`: the process answers (no database or cache call); restart it when this fails.
+- `/health/ready`: database and cache answer; take the node out of the balancer when this is
+  503. A queue backlog is reported but keeps 200: it is the worker's problem, and failing every
+  web node over it would take the whole site down.
+- `/health`: everything at once, queue included (503 on a backlog); for monitoring, not for a
+  load balancer.
+"""
+
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from django.conf import settings
-from django.core.cache import cache
-from django.db import DatabaseError, connection
 from django.http import HttpRequest
-from django_q.models import OrmQ
 from ninja import Router, Schema, Status
 
 from api.errors import ERRORS
+from core.selectors.health import health_readiness
 
 router = Router(tags=["operations"])
 
@@ -21,22 +29,40 @@ class HealthOut(Schema):
     queue_ok: bool
 
 
+class LiveOut(Schema):
+    status: Literal["ok"]
+
+
+class ReadyOut(HealthOut):
+    ready: bool
+    queue_warn_threshold: int
+
+
 @router.get("/health", response={200: HealthOut, 503: HealthOut, **ERRORS}, auth=None,
-            operation_id="health", summary="Liveness of database, cache and task queue")
+            operation_id="health",
+            summary="Database, cache and task queue: 503 when any fails, a queue backlog "
+                    "included (monitoring)")
 def health(request: HttpRequest) -> Status[Any]:
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        database = True
-        queue_length = OrmQ.objects.count()
-    except DatabaseError:
-        database, queue_length = False, -1
-    try:
-        cache.set("zspb:health", "1", 5)
-        cache_ok = cache.get("zspb:health") == "1"
-    except Exception:  # any cache backend failure means unhealthy, whatever its type
-        cache_ok = False
-    queue_ok = 0 <= queue_length <= settings.QUEUE_WARN_THRESHOLD
-    body = HealthOut(database=database, cache=cache_ok, queue_length=queue_length,
-                     queue_ok=queue_ok)
-    return Status(200 if database and cache_ok and queue_ok else 503, body)
+    state = health_readiness()
+    body = HealthOut(database=state.database, cache=state.cache,
+                     queue_length=state.queue_length, queue_ok=state.queue_ok)
+    return Status(200 if state.serving and state.queue_ok else 503, body)
+
+
+@router.get("/health/live", response={200: LiveOut, **ERRORS}, auth=None,
+            operation_id="health_live",
+            summary="Liveness: the process answers (no database or cache call)")
+def live(request: HttpRequest) -> LiveOut:
+    return LiveOut(status="ok")
+
+
+@router.get("/health/ready", response={200: ReadyOut, 503: ReadyOut, **ERRORS}, auth=None,
+            operation_id="health_ready",
+            summary="Readiness: 503 when the database or the cache fails; a queue backlog is "
+                    "reported but stays 200")
+def ready(request: HttpRequest) -> Status[Any]:
+    state = health_readiness()
+    body = ReadyOut(ready=state.serving, database=state.database, cache=state.cache,
+                    queue_length=state.queue_length, queue_ok=state.queue_ok,
+                    queue_warn_threshold=settings.QUEUE_WARN_THRESHOLD)
+    return Status(200 if state.serving else 503, body)

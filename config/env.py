@@ -20,6 +20,11 @@ def _raw(name: str) -> str | None:
     return None if value is None else value.strip()
 
 
+def any_env_set(names: tuple[str, ...]) -> bool:
+    """Whether any of these variables holds a non-blank value."""
+    return any(_raw(name) for name in names)
+
+
 def env_str(name: str, default: str | None) -> str | None:
     return _raw(name) or default
 
@@ -84,3 +89,12 @@ def env_snowflake(name: str) -> int | None:
     if not value.isdigit() or len(value) > 20:
         raise ImproperlyConfigured(f"{name} must be a Discord id (digits only), got {value!r}")
     return int(value)
+
+
+def env_path_prefix(name: str) -> str:
+    """An absolute URL path without its trailing slash ("/internal"), or "" when unset."""
+    value = (_raw(name) or "").rstrip("/")
+    if value and (not value.startswith("/") or "?" in value or "#" in value or ".." in value):
+        raise ImproperlyConfigured(f"{name} must be an absolute URL path such as /internal, "
+                                   f"got {value!r}")
+    return value

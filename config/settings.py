@@ -15,9 +15,11 @@ from dotenv import load_dotenv
 
 from config.behaviour import load_behaviour
 from config.env import (
+    any_env_set,
     env_bool,
     env_int,
     env_list,
+    env_path_prefix,
     env_snowflake,
     env_str,
     env_url,
@@ -29,8 +31,17 @@ ENV_FILE = Path(os.environ.get("ZSPB_ENV_FILE", BASE_DIR / ".env"))
 ENV_FILE_LOADED = load_dotenv(ENV_FILE, override=False) if ENV_FILE.is_file() else False
 VAR_DIR = Path(env_str("ZSPB_VAR_DIR", str(BASE_DIR / "var")) or BASE_DIR / "var")
 
-# Embedded default: without .env the site runs for a trial or development on generated secrets.
-DEBUG = env_bool("DEBUG", default=not ENV_FILE_LOADED)
+# Variables only a real installation sets. Setting any of them in the environment (a systemd
+# EnvironmentFile, no .env) means the site is configured, so DEBUG stays off unless asked for.
+# DATABASE_URL and REDIS_URL are left out on purpose: `make test`, CI and a local trial on
+# PostgreSQL set only those and still want generated secrets.
+CONFIGURED_BY = ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "DIGEST_SECRET", "FIELD_ENCRYPTION_KEY",
+                 "BOT_API_TOKEN", "LICENSE_SIGNING_KEY", "ALLOWED_HOSTS",
+                 "CSRF_TRUSTED_ORIGINS", "SITE_URL")
+# Embedded default: no .env file (or an empty one) and none of the variables above set. The
+# site then runs for a trial or development, on generated secrets, with DEBUG on.
+EMBEDDED_DEFAULT = not ENV_FILE_LOADED and not any_env_set(CONFIGURED_BY)
+DEBUG = env_bool("DEBUG", default=EMBEDDED_DEFAULT)
 _local = local_secrets(VAR_DIR) if DEBUG else {}
 
 
@@ -87,6 +98,10 @@ NINJA_PAGINATION_PER_PAGE = 25
 # Signed loader download links stay valid this long.
 LOADER_LINK_TTL_SECONDS = env_int("LOADER_LINK_TTL_SECONDS", 300, minimum=10)
 LOADER_MAX_UPLOAD_MB = env_int("LOADER_MAX_UPLOAD_MB", 200, minimum=1)  # admin upload limit
+# Set (e.g. /protected-loader) when nginx serves the loader file: the app checks the signed link
+# and answers with X-Accel-Redirect to PREFIX/<path under MEDIA_ROOT>, which nginx maps to an
+# `internal` location. Empty: the file streams through Django.
+LOADER_ACCEL_REDIRECT_PREFIX = env_path_prefix("LOADER_ACCEL_REDIRECT_PREFIX")
 
 INSTALLED_APPS = [
     # unfold's basic config: its default config would install a plain UnfoldAdminSite as
@@ -167,6 +182,12 @@ REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                           "LOCATION": REDIS_URL, "KEY_PREFIX": "zspb"}}
+elif not DEBUG:
+    # A per-process cache would give every gunicorn worker its own throttles, Discord rate
+    # limiter and locks, and the channel layer would not cross processes.
+    raise ImproperlyConfigured(
+        "REDIS_URL must be set when DEBUG is off: the local-memory cache is per process, so "
+        "throttles, locks and real-time events would not be shared (see .env.example)")
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -206,10 +227,26 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
+# HTTPS: on by default without DEBUG. A server without a domain (plain HTTP) sets HTTPS=0, and
+# `check --deploy` then warns about every one of these, as it should.
+HTTPS = env_bool("HTTPS", default=not DEBUG)
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
 SESSION_COOKIE_HTTPONLY = True
-if not DEBUG:
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=HTTPS)
+# Load balancers and probes may ask over plain HTTP, straight to the app.
+SECURE_REDIRECT_EXEMPT = [r"^api/health(/|$)"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS: list[str] = []
+if not SECURE_HSTS_PRELOAD:
+    # Preloading is a submission to the browsers' list that is hard to undo; the site owner
+    # opts in with SECURE_HSTS_PRELOAD=1, so its absence is a decision, not an oversight.
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+if NUM_PROXIES:
+    # nginx overwrites X-Forwarded-Proto with its $scheme; without a proxy nothing does, and a
+    # client could claim HTTPS.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LANGUAGE_CODE = "en"

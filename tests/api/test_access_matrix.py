@@ -34,7 +34,8 @@ CALLERS = ("anon", "user", "support", "moderator", "admin", "superuser", "banned
 INVOKERS = ("unlinked", "user", "support", "moderator", "admin", "banned")
 ROLE_OF = {"user": "user", "support": "support", "moderator": "moderator", "admin": "admin",
            "superuser": "admin", "banned": "user", "other": "user"}
-PUBLIC = {"auth_csrf", "auth_login", "auth_register", "health", "license_check",
+PUBLIC = {"auth_csrf", "auth_login", "auth_register", "health", "health_live", "health_ready",
+          "license_check",
           "license_public_key", "loader_download"}
 PASSWORD = "correct horse battery"
 _ip_counter = itertools.count(1)
@@ -216,6 +217,8 @@ SESSION_MATRIX: dict[str, dict[str, tuple[Prepare, dict[str, int]]]] = {
                           "username": _caller_user(w, c).username, "password": PASSWORD}),
         ALL_200)},
     "health": {"-": (lambda w, c: Req("GET", "/api/health"), ALL_200)},
+    "health_live": {"-": (lambda w, c: Req("GET", "/api/health/live"), ALL_200)},
+    "health_ready": {"-": (lambda w, c: Req("GET", "/api/health/ready"), ALL_200)},
 }
 
 # Bot operations: every session caller is refused (401); with the token, the invoking Discord

@@ -1,0 +1,42 @@
+"""Reads behind the health endpoints: is the database answering, the cache, the queue length."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import DatabaseError, connection
+from django_q.models import OrmQ
+
+
+@dataclass(frozen=True)
+class Readiness:
+    database: bool
+    cache: bool
+    queue_length: int  # -1 when the database cannot say
+    queue_ok: bool
+
+    @property
+    def serving(self) -> bool:
+        """Whether this node can serve requests: a queue backlog is the worker's problem."""
+        return self.database and self.cache
+
+
+def health_readiness() -> Readiness:
+    """Database, cache and task-queue backlog, each failing on its own without raising."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        database = True
+        queue_length = OrmQ.objects.count()
+    except DatabaseError:
+        database, queue_length = False, -1
+    try:
+        cache.set("zspb:health", "1", 5)
+        cache_ok = cache.get("zspb:health") == "1"
+    except Exception:  # any cache backend failure means unhealthy, whatever its type
+        cache_ok = False
+    queue_ok = 0 <= queue_length <= settings.QUEUE_WARN_THRESHOLD
+    return Readiness(database=database, cache=cache_ok, queue_length=queue_length,
+                     queue_ok=queue_ok)
