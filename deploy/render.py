@@ -50,7 +50,7 @@ def render(out: Path, values: dict[str, str], domain: str | None) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description="Render the deploy/ templates.")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--domain", default=None)
     parser.add_argument("values", nargs="*", metavar="KEY=VALUE")
