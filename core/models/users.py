@@ -37,6 +37,8 @@ class User(AbstractUser):
     session_epoch = models.PositiveIntegerField(_("session epoch"), default=0)
 
     class Meta(AbstractUser.Meta):  # type: ignore[name-defined]
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
         indexes = [
             models.Index(fields=["date_joined"], name="user_date_joined_idx"),
             # The staff admin's "banned" filter: few rows, newest first, without a table scan.
