@@ -46,6 +46,12 @@ UNFOLD_MSGIDS = (
     gettext_noop("True"),
     gettext_noop("Type to search"),
     gettext_noop("You have been successfully logged out from the administration"),
+    gettext_noop("Choose file to upload"),
+    gettext_noop("Forgotten your password or username?"),
+    gettext_noop("Image preview"),
+    gettext_noop("Return to site"),
+    gettext_noop("Search apps and models..."),
+    gettext_noop("Welcome back to"),
     # unfold's Python code (filters, widgets, actions)
     gettext_noop("Dataset not found. No action performed."),
     gettext_noop("Date"),
