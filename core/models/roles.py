@@ -35,7 +35,8 @@ class Role(models.Model):
     def clean(self) -> None:
         perms = self.permissions
         if not isinstance(perms, list) or not set(perms) <= CAPABILITIES:
-            raise ValidationError({"permissions": f"Allowed values: {sorted(CAPABILITIES)}"})
+            raise ValidationError({"permissions": _("Allowed values: %(values)s") % {
+                "values": ", ".join(sorted(CAPABILITIES))}})
 
     def has_capability(self, capability: str) -> bool:
         return capability in (self.permissions or [])
