@@ -45,11 +45,23 @@ lint: venv
 	$(PY) -m mypy .
 	$(PY) manage.py makemigrations --check --dry-run
 
-# Re-pin every dependency after changing pyproject.toml.
+# Re-pin after changing pyproject.toml: one lock for every Python the project supports (3.10, the
+# production interpreter, and up), resolved by uv for all of them at once. `--fork-strategy fewest`
+# keeps one version of each package for every Python (the newest that still supports 3.10), so
+# the suite CI runs on 3.10 tests what runs everywhere; markers appear only where a package is
+# needed on some Pythons or platforms (tomli, exceptiongroup, async-timeout...). Every run
+# resolves afresh (--upgrade): uv would otherwise keep old pins for the Pythons they still fit.
+# uv uses the index pip is told to use through PIP_INDEX_URL / PIP_CERT, if set.
+UV_VERSION := 0.13.9
+LOCK_PYTHON_MIN := 3.10
 lock:
 	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install --quiet -e ".[dev]"
-	.lockvenv/bin/pip freeze --exclude-editable | grep -v '^-e' > $(LOCK)
+	.lockvenv/bin/pip install --quiet "uv==$(UV_VERSION)"
+	if [ -n "$${PIP_INDEX_URL:-}" ] && [ -z "$${UV_INDEX_URL:-}" ]; then export UV_INDEX_URL="$$PIP_INDEX_URL"; fi; \
+	if [ -n "$${PIP_CERT:-}" ] && [ -z "$${SSL_CERT_FILE:-}" ]; then export SSL_CERT_FILE="$$PIP_CERT"; fi; \
+	.lockvenv/bin/uv pip compile --quiet --universal --python-version $(LOCK_PYTHON_MIN) \
+		--fork-strategy fewest --python .lockvenv/bin/python --custom-compile-command "make lock" \
+		--upgrade pyproject.toml --extra dev -o $(LOCK)
 	rm -rf .lockvenv
 
 clean:
