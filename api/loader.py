@@ -1,12 +1,21 @@
-"""The loader for members: latest release, a short-lived signed link, the streamed file."""
+"""The loader for members: latest release, a short-lived signed link, the file itself.
+
+The file streams through Django, or, with LOADER_ACCEL_REDIRECT_PREFIX, the answer is an empty
+body with X-Accel-Redirect and nginx sends the bytes from an `internal` location, so a 200 MB
+download does not hold a worker.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
+from urllib.parse import quote
 
-from django.http import FileResponse, HttpRequest
+from django.conf import settings
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from ninja import Router, Schema
 from pydantic import StringConstraints
 
@@ -39,7 +48,9 @@ class DownloadLinkOut(Schema):
 _FILE_RESPONSE = {
     "responses": {
         200: {
-            "description": "The loader file, as an attachment",
+            "description": "The loader file, as an attachment; with "
+                           "LOADER_ACCEL_REDIRECT_PREFIX set, an empty body and "
+                           "X-Accel-Redirect, and nginx sends the file",
             "content": {"application/octet-stream": {"schema": {"type": "string",
                                                                 "format": "binary"}}},
         }
@@ -68,9 +79,18 @@ def download_link(request: HttpRequest) -> DownloadLinkOut:
 @router.get("/download/{token}", auth=None, response=ERRORS, url_name="loader_download",
             operation_id="loader_download", summary="Download the loader through a signed link",
             openapi_extra=_FILE_RESPONSE)
-def download(request: HttpRequest, token: LinkToken) -> FileResponse:
-    grant = release_for_token(token=token, ip=client_ip(request))
-    response = FileResponse(grant.file, as_attachment=True, filename=grant.filename,
-                            content_type="application/octet-stream")
+def download(request: HttpRequest, token: LinkToken) -> HttpResponseBase:
+    prefix = settings.LOADER_ACCEL_REDIRECT_PREFIX
+    grant = release_for_token(token=token, ip=client_ip(request), open_file=not prefix)
+    response: HttpResponseBase
+    if grant.file is None:
+        response = HttpResponse(b"", content_type="application/octet-stream")
+        # nginx unescapes the URI before mapping it to the file under its alias.
+        response["X-Accel-Redirect"] = f"{prefix}/{quote(grant.stored_name, safe='/')}"
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename=grant.filename) or ""
+    else:
+        response = FileResponse(grant.file, as_attachment=True, filename=grant.filename,
+                                content_type="application/octet-stream")
     response["Cache-Control"] = "private, no-store"
     return response

@@ -39,8 +39,11 @@ class DownloadLink:
 @dataclass(frozen=True)
 class DownloadGrant:
     release: LoaderRelease
-    file: File[bytes]
+    # The open file, or None when the caller asked only for its path (nginx sends the bytes).
+    file: File[bytes] | None
     filename: str
+    # The file's path relative to the storage root (MEDIA_ROOT), with forward slashes.
+    stored_name: str
 
 
 def _stored_name(version: str, original: str | None) -> str:
@@ -149,11 +152,13 @@ def _token_ids(token: str) -> tuple[int, int]:
     return user_id, release_id
 
 
-def release_for_token(*, token: str, ip: str | None = None) -> DownloadGrant:
+def release_for_token(*, token: str, ip: str | None = None,
+                      open_file: bool = True) -> DownloadGrant:
     """Open the release a signed link points to, re-checking its holder at download time.
 
     The link outlives the request that issued it, so a ban, an expired subscription or a
-    withdrawn release since then refuses the download.
+    withdrawn release since then refuses the download. With open_file=False the file is only
+    checked to exist (someone else, nginx, will read it).
     """
     user_id, release_id = _token_ids(token)
     user = User.objects.filter(pk=user_id).first()
@@ -167,8 +172,12 @@ def release_for_token(*, token: str, ip: str | None = None) -> DownloadGrant:
     release = LoaderRelease.objects.filter(pk=release_id, published=True).first()
     if release is None:
         raise NotFound(_("This release is no longer available."))
+    handle: File[bytes] | None = None
     try:
-        handle = release.file.storage.open(release.file.name, "rb")
+        if open_file:
+            handle = release.file.storage.open(release.file.name, "rb")
+        elif not release.file.storage.exists(release.file.name):
+            raise FileNotFoundError(release.file.name)
     except FileNotFoundError:
         log_event(category=Category.ERROR, action="loader.file_missing",
                   data={"release_id": release.pk, "version": release.version})
@@ -176,4 +185,5 @@ def release_for_token(*, token: str, ip: str | None = None) -> DownloadGrant:
     log_event(category=Category.USER, action="loader.download", actor=user,
               data={"release_id": release.pk, "version": release.version}, ip=ip)
     return DownloadGrant(release=release, file=handle,
-                         filename=_stored_name(release.version, release.file.name))
+                         filename=_stored_name(release.version, release.file.name),
+                         stored_name=release.file.name)

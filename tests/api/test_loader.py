@@ -175,3 +175,63 @@ class TestDownload:
         ban_create(actor=moderator, user=member, reason="shared the loader")
         response, _ = _download(client, url)
         assert_error(response, 403, "user_banned")
+
+
+@pytest.mark.django_db
+class TestHandedToNginx:
+    """With LOADER_ACCEL_REDIRECT_PREFIX the app checks the link and nginx sends the bytes."""
+
+    @pytest.fixture(autouse=True)
+    def _accel(self, settings):
+        settings.LOADER_ACCEL_REDIRECT_PREFIX = "/protected-loader"
+
+    def test_answers_with_x_accel_redirect_and_no_body(self, api_as, client, member, product,
+                                                       release, media):
+        _subscribe(member, product)
+        response = client.get(_link(api_as, member)["url"])
+        assert response.status_code == 200
+        assert not getattr(response, "streaming", False) and response.content == b""
+        # The path under MEDIA_ROOT, which nginx's internal location aliases.
+        assert response["X-Accel-Redirect"] == f"/protected-loader/{release.file.name}"
+        assert (media / release.file.name).read_bytes() == CONTENT
+        assert response["Content-Type"] == "application/octet-stream"
+        disposition = response["Content-Disposition"]
+        assert disposition == 'attachment; filename="zalypaspb-loader-3.2.1.exe"'
+        assert "no-store" in response["Cache-Control"]
+        # nginx drops the upstream's length and sends the file's own.
+        assert response.get("Content-Length") in (None, "0")
+        entry = LogEntry.objects.get(action="loader.download")
+        assert entry.actor == member and entry.data["version"] == "3.2.1"
+
+    def test_the_link_is_checked_as_before(self, api_as, client, member, moderator, product,
+                                           release):
+        _subscribe(member, product)
+        url = _link(api_as, member)["url"]
+        response = client.get(url + "x")
+        assert_error(response, 403, "forbidden")
+        assert "X-Accel-Redirect" not in response
+        ban_create(actor=moderator, user=member, reason="shared the loader")
+        response = client.get(url)
+        assert_error(response, 403, "user_banned")
+        assert "X-Accel-Redirect" not in response
+
+    def test_a_missing_file_is_404_not_a_redirect(self, api_as, client, member, product,
+                                                   release, media):
+        _subscribe(member, product)
+        url = _link(api_as, member)["url"]
+        (media / release.file.name).unlink()
+        response = client.get(url)
+        assert_error(response, 404, "not_found")
+        assert "X-Accel-Redirect" not in response
+        assert LogEntry.objects.filter(action="loader.file_missing").exists()
+
+    def test_unusual_characters_in_the_path_are_percent_encoded(self, api_as, client, member,
+                                                               product, admin, media):
+        created = release_create(actor=admin, uploaded_file=SimpleUploadedFile("s.exe", b"xy"),
+                                 version="3.3+build.1")
+        release_publish(actor=admin, release_id=created.pk, published=True)
+        _subscribe(member, product)
+        response = client.get(_link(api_as, member)["url"])
+        assert response.status_code == 200
+        assert response["X-Accel-Redirect"] == (
+            f"/protected-loader/{created.file.name.replace('+', '%2B')}")
