@@ -181,9 +181,10 @@ from django.test import Client
 client = Client(HTTP_HOST="zspb.example.test")
 plain = client.get("/login")
 secure = client.get("/api/health/live", HTTP_X_FORWARDED_PROTO="https")
+probe = client.get("/api/health/live")
 print(json.dumps({
     "plain_status": plain.status_code, "plain_location": plain.get("Location"),
-    "secure_status": secure.status_code,
+    "secure_status": secure.status_code, "probe_status": probe.status_code,
     "hsts": secure.get("Strict-Transport-Security"),
     "csp": secure.get("Content-Security-Policy"),
 }))
@@ -197,5 +198,6 @@ def test_production_responses_redirect_to_https_and_carry_hsts_and_csp(tmp_path)
     assert got["plain_status"] == 301
     assert got["plain_location"] == "https://zspb.example.test/login"
     assert got["secure_status"] == 200
+    assert got["probe_status"] == 200  # load balancers may probe over plain HTTP
     assert got["hsts"] == "max-age=31536000; includeSubDomains"
     assert "script-src 'self'" in got["csp"]
