@@ -28,9 +28,12 @@ from typing import IO, Any
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.db import connection
-from django.utils.translation import gettext as _
 
 from core.errors import Conflict, InvalidInput
+
+# Messages here reach only the operator's terminal (manage.py backup / restore, the backup
+# unit's journal), in English like the other management commands, so they are not gettext
+# strings for the member-facing catalogue.
 
 MAGIC = b"ZSPB-BACKUP-1\n"
 CHUNK = 4 * 1024 * 1024
@@ -50,13 +53,12 @@ class RestoreResult:
 
 def _fernet(key: str | None) -> Fernet:
     if not key:
-        raise InvalidInput(_("BACKUP_KEY is not set: backups are encrypted with it "
-                             "(init.sh writes one into .env; keep a copy off the server)."))
+        raise InvalidInput("BACKUP_KEY is not set: backups are encrypted with it "
+                             "(init.sh writes one into .env; keep a copy off the server).")
     try:
         return Fernet(key)
     except ValueError:
-        raise InvalidInput(_("BACKUP_KEY is not a Fernet key (32 url-safe base64 bytes).")
-                           ) from None
+        raise InvalidInput("BACKUP_KEY is not a Fernet key (32 url-safe base64 bytes).") from None
 
 
 class _EncryptingWriter:
@@ -90,7 +92,7 @@ class _DecryptingReader:
         self._fernet, self._in, self._buffer = fernet, source, bytearray()
         self._number, self._done = 0, False
         if source.read(len(MAGIC)) != MAGIC:
-            raise InvalidInput(_("This file is not a ZalypaSPB backup."))
+            raise InvalidInput("This file is not a ZalypaSPB backup.")
 
     def read(self, size: int = -1) -> bytes:
         while not self._done and (size < 0 or len(self._buffer) < size):
@@ -104,19 +106,19 @@ class _DecryptingReader:
     def _next_chunk(self) -> None:
         length = self._in.read(_LENGTH.size)
         if len(length) != _LENGTH.size:
-            raise InvalidInput(_("The backup is truncated."))
+            raise InvalidInput("The backup is truncated.")
         size = _LENGTH.unpack(length)[0]
         token = self._in.read(size)
         if len(token) != size:
-            raise InvalidInput(_("The backup is truncated."))
+            raise InvalidInput("The backup is truncated.")
         try:
             plain = self._fernet.decrypt(token)
         except InvalidToken:
-            raise InvalidInput(_("The backup cannot be decrypted with this BACKUP_KEY "
-                                 "(wrong key or damaged file).")) from None
+            raise InvalidInput("The backup cannot be decrypted with this BACKUP_KEY "
+                                 "(wrong key or damaged file).") from None
         number, last = _HEADER.unpack_from(plain)
         if number != self._number:
-            raise InvalidInput(_("The backup is damaged (chunks out of order)."))
+            raise InvalidInput("The backup is damaged (chunks out of order).")
         self._number += 1
         self._done = bool(last)
         self._buffer += plain[_HEADER.size:]
@@ -137,8 +139,7 @@ def _run(command: list[str], env: dict[str, str] | None = None) -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True,  # noqa: S603
                             check=False)
     if result.returncode != 0:
-        raise InvalidInput(_("%(command)s failed: %(error)s")
-                           % {"command": command[0], "error": result.stderr.strip()[-2000:]})
+        raise InvalidInput(f"{command[0]} failed: {result.stderr.strip()[-2000:]}")
 
 
 def _dump_database(target: Path) -> str:
@@ -153,8 +154,7 @@ def _dump_database(target: Path) -> str:
             connection.connection.backup(copy)
         copy.close()
     else:
-        raise InvalidInput(_("Backups support PostgreSQL and SQLite, not %(vendor)s.")
-                           % {"vendor": vendor})
+        raise InvalidInput(f"Backups support PostgreSQL and SQLite, not {vendor}.")
     return vendor
 
 
@@ -171,7 +171,7 @@ def backup_create(*, output: Path, key: str | None, keep: int) -> Path:
     """Write one encrypted backup into `output` and rotate; returns the new file."""
     fernet = _fernet(key)
     if keep < 1:
-        raise InvalidInput(_("Keep at least one backup."))
+        raise InvalidInput("Keep at least one backup.")
     output.mkdir(parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
     target = output / f"zspb-{now:%Y%m%dT%H%M%SZ}{SUFFIX}"
@@ -211,8 +211,7 @@ def _safe_members(tar: tarfile.TarFile) -> Any:
     for member in tar:
         path = PurePosixPath(member.name)
         if path.is_absolute() or ".." in path.parts or not (member.isfile() or member.isdir()):
-            raise InvalidInput(_("The backup holds an unsafe entry: %(name)s")
-                               % {"name": member.name})
+            raise InvalidInput(f"The backup holds an unsafe entry: {member.name}")
         yield member
 
 
@@ -220,12 +219,11 @@ def backup_restore(*, archive: Path, key: str | None) -> RestoreResult:
     """Restore a backup into an empty database and an empty media directory."""
     fernet = _fernet(key)
     if not _database_is_empty():
-        raise Conflict(_("The database %(name)s is not empty: restore only into a new, empty "
-                         "database (drop and create it first).")
-                       % {"name": connection.settings_dict["NAME"]})
+        raise Conflict(f"The database {connection.settings_dict['NAME']} is not empty: restore "
+                       "only into a new, empty database (drop and create it first).")
     media = Path(settings.MEDIA_ROOT)
     if media.is_dir() and any(path.is_file() for path in media.rglob("*")):
-        raise Conflict(_("The media directory %(path)s is not empty.") % {"path": media})
+        raise Conflict(f"The media directory {media} is not empty.")
     with tempfile.TemporaryDirectory(prefix="zspb-restore-") as work, archive.open("rb") as src:
         reader = _DecryptingReader(fernet, src)
         with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
@@ -235,8 +233,8 @@ def backup_restore(*, archive: Path, key: str | None) -> RestoreResult:
         manifest = json.loads((root / "manifest.json").read_text())
         vendor = manifest["vendor"]
         if vendor != connection.vendor:
-            raise InvalidInput(_("The backup is of a %(backup)s database; this site uses "
-                                 "%(site)s.") % {"backup": vendor, "site": connection.vendor})
+            raise InvalidInput(f"The backup is of a {vendor} database; this site uses "
+                               f"{connection.vendor}.")
         if vendor == "postgresql":
             args, env = _pg_args()
             _run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
