@@ -518,7 +518,9 @@ cmd_upgrade() {
     as_app git fetch --quiet --prune --tags origin
     if [ -n "$REF" ]; then
         local target=$REF
-        if git -C "$APP_DIR" rev-parse --verify --quiet "origin/$REF" >/dev/null 2>&1; then
+        # As the owner: git refuses a repository owned by someone else ("dubious ownership").
+        if runuser -u "$APP_USER" -- git -C "$APP_DIR" rev-parse --verify --quiet "origin/$REF" \
+            >/dev/null 2>&1; then
             target=origin/$REF
         fi
         as_app git reset --hard "$target"

@@ -172,7 +172,7 @@ def backup_create(*, output: Path, key: str | None, keep: int) -> Path:
     fernet = _fernet(key)
     if keep < 1:
         raise InvalidInput("Keep at least one backup.")
-    output.mkdir(parents=True, exist_ok=True)
+    output.mkdir(mode=0o700, parents=True, exist_ok=True)
     now = datetime.now(timezone.utc)
     target = output / f"zspb-{now:%Y%m%dT%H%M%SZ}{SUFFIX}"
     partial = target.with_name(target.name + ".partial")
@@ -218,6 +218,8 @@ def _safe_members(tar: tarfile.TarFile) -> Any:
 def backup_restore(*, archive: Path, key: str | None) -> RestoreResult:
     """Restore a backup into an empty database and an empty media directory."""
     fernet = _fernet(key)
+    if not archive.is_file():
+        raise InvalidInput(f"No such backup file: {archive}")
     if not _database_is_empty():
         raise Conflict(f"The database {connection.settings_dict['NAME']} is not empty: restore "
                        "only into a new, empty database (drop and create it first).")

@@ -148,3 +148,12 @@ def test_rotation_keeps_the_newest_backups_only(tmp_path: Path) -> None:
     removed = backup_rotate(output=tmp_path, keep=14)
     assert [path.name for path in removed] == names[:2]
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted([*names[2:], "notes.txt"])
+
+
+@pytest.mark.django_db
+def test_restore_of_a_missing_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BACKUP_KEY", Fernet.generate_key().decode())
+    with pytest.raises(CommandError, match="No such backup file"):
+        call_command("restore", str(tmp_path / "missing.zspb-backup"))
