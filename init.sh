@@ -353,6 +353,9 @@ step_django() {
     manage sync_roles
     manage sync_schedules
     manage check --database default
+    # Warnings are shown, not fatal: a fresh server has no Discord yet (zspb.W001), and a plain-
+    # HTTP one rightly gets the cookie, HSTS and redirect warnings.
+    manage check --deploy
     # Prints the administrator's generated password the first time only.
     manage bootstrap
 }
