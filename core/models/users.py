@@ -36,7 +36,7 @@ class User(AbstractUser):
     # sessions"): it is mixed into the session auth hash that Django checks on each request.
     session_epoch = models.PositiveIntegerField(_("session epoch"), default=0)
 
-    class Meta(AbstractUser.Meta):  # type: ignore[name-defined]
+    class Meta(AbstractUser.Meta):  # type: ignore[name-defined,misc]
         verbose_name = _("member")
         verbose_name_plural = _("members")
         indexes = [
