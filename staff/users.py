@@ -7,7 +7,7 @@ page and the branch actions live in staff/member_detail.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import ShowFacets
@@ -49,6 +49,9 @@ from staff.base import StaffModelAdmin, staff_can
 from staff.changelist import EstimatedCountPaginator
 from staff.member_detail import MEMBER_ACTIONS, MemberDetailActionsMixin
 from staff.user_forms import BannedFilter, DiscordLinkedFilter, RoleChoiceForm, UserProfileForm
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 
 @admin.register(User)
@@ -187,13 +190,26 @@ class UserAdmin(MemberDetailActionsMixin, StaffModelAdmin):
                            action="ban_users", selected=[u.pk for u in users],
                            submit=_("Ban"), danger=True)
 
+    def _confirm(self, request: HttpRequest, users: list[User], *, action: str,
+                 intro: StrOrPromise) -> HttpResponse:
+        """Actions that ask nothing are still confirmed first, listing whom they touch."""
+        return action_page(request, self, title=intro, intro=intro, form=ConfirmForm(),
+                           objects=users, action=action, selected=[u.pk for u in users],
+                           submit=_("Confirm"))
+
     @admin.action(description=_("Lift the ban of selected members"), permissions=["ban"])
-    def unban_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+    def unban_users(self, request: HttpRequest,
+                   queryset: QuerySet[User]) -> HttpResponse | None:
         users = self._selection(request, queryset)
-        if users is not None:
-            actor = actor_of(request)
-            run_each(request, users, lambda u: ban_lift(actor=actor, user=u),
-                     done=_("Lifted the ban of %(count)d members."))
+        if users is None:
+            return None
+        if not applied(request):
+            return self._confirm(request, users, action="unban_users",
+                                 intro=_("Lift the ban of these members?"))
+        actor = actor_of(request)
+        run_each(request, users, lambda u: ban_lift(actor=actor, user=u),
+                 done=_("Lifted the ban of %(count)d members."))
+        return None
 
     @admin.action(description=_("Change the role of selected members"), permissions=["manage"])
     def change_role(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:
@@ -213,29 +229,49 @@ class UserAdmin(MemberDetailActionsMixin, StaffModelAdmin):
                            action="change_role", selected=[u.pk for u in users])
 
     @admin.action(description=_("End all sessions of selected members"), permissions=["manage"])
-    def end_sessions(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+    def end_sessions(self, request: HttpRequest,
+                    queryset: QuerySet[User]) -> HttpResponse | None:
         users = self._selection(request, queryset)
-        if users is not None:
-            actor = actor_of(request)
-            run_each(request, users, lambda u: user_end_sessions(actor=actor, user=u),
-                     done=_("Ended the sessions of %(count)d members."))
+        if users is None:
+            return None
+        if not applied(request):
+            return self._confirm(request, users, action="end_sessions",
+                                 intro=_("Log these members out everywhere? Acting on your "
+                                         "own account logs you out too."))
+        actor = actor_of(request)
+        run_each(request, users, lambda u: user_end_sessions(actor=actor, user=u),
+                 done=_("Ended the sessions of %(count)d members."))
+        return None
 
     @admin.action(description=_("Resync Discord roles"), permissions=["manage"])
-    def resync_discord(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+    def resync_discord(self, request: HttpRequest,
+                      queryset: QuerySet[User]) -> HttpResponse | None:
         users = self._selection(request, queryset)
-        if users is not None:
-            actor = actor_of(request)
-            run_each(request, users, lambda u: user_resync_discord(actor=actor, user=u),
-                     done=_("Queued a Discord role sync for %(count)d members."))
+        if users is None:
+            return None
+        if not applied(request):
+            return self._confirm(request, users, action="resync_discord",
+                                 intro=_("Queue a Discord role sync for these members?"))
+        actor = actor_of(request)
+        run_each(request, users, lambda u: user_resync_discord(actor=actor, user=u),
+                 done=_("Queued a Discord role sync for %(count)d members."))
+        return None
 
     @admin.action(description=_("Reset hardware ID of all their subscriptions"),
                   permissions=["manage"])
-    def reset_hwid(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+    def reset_hwid(self, request: HttpRequest,
+                  queryset: QuerySet[User]) -> HttpResponse | None:
         users = self._selection(request, queryset)
-        if users is not None:
-            actor = actor_of(request)
-            run_each(request, users, lambda u: user_reset_hwid(actor=actor, user=u),
-                     done=_("Reset the hardware ID of %(count)d members."))
+        if users is None:
+            return None
+        if not applied(request):
+            return self._confirm(request, users, action="reset_hwid",
+                                 intro=_("Unbind the machine of every subscription of "
+                                         "these members?"))
+        actor = actor_of(request)
+        run_each(request, users, lambda u: user_reset_hwid(actor=actor, user=u),
+                 done=_("Reset the hardware ID of %(count)d members."))
+        return None
 
     @admin.action(description=_("Set password"), permissions=["set_password"])
     def set_password(self, request: HttpRequest, queryset: QuerySet[User]) -> HttpResponse | None:

@@ -83,7 +83,13 @@ def test_ban_permanent_and_rank_refusals_are_reported(staff_client, staff_user, 
 def test_unban(staff_client, admin, victim):
     ban_create(actor=admin, user=victim, reason="x")
     client = staff_client("support")
-    assert act(client, "unban_users", [victim]).status_code == 302
+    # First a confirmation page naming the members; nothing changes yet.
+    confirm = act(client, "unban_users", [victim])
+    assert confirm.status_code == 200 and b'name="apply"' in confirm.content
+    assert b"victim" in confirm.content
+    victim.refresh_from_db()
+    assert not victim.is_active
+    assert act(client, "unban_users", [victim], apply="1").status_code == 302
     victim.refresh_from_db()
     assert victim.is_active
     assert Ban.objects.get(user=victim).lifted_by == client.user
@@ -164,7 +170,10 @@ def test_end_sessions_logs_the_member_out(staff_client, victim):
     assert member_client.get("/api/me").status_code in (200, 404)
     assert "_auth_user_id" in member_client.session
     moderator = staff_client("moderator")
-    assert act(moderator, "end_sessions", [victim]).status_code == 302
+    assert act(moderator, "end_sessions", [victim]).status_code == 200  # asks first
+    victim.refresh_from_db()
+    assert victim.session_epoch == 0
+    assert act(moderator, "end_sessions", [victim], apply="1").status_code == 302
     victim.refresh_from_db()
     assert victim.session_epoch == 1
     member_client.get("/")
@@ -174,7 +183,10 @@ def test_end_sessions_logs_the_member_out(staff_client, victim):
 
 @pytest.mark.django_db
 def test_resync_discord_queues_a_role_sync(staff_client, victim):
-    assert act(staff_client("moderator"), "resync_discord", [victim]).status_code == 302
+    moderator = staff_client("moderator")
+    assert act(moderator, "resync_discord", [victim]).status_code == 200  # asks first
+    assert not RoleSyncRequest.objects.filter(user=victim).exists()
+    assert act(moderator, "resync_discord", [victim], apply="1").status_code == 302
     assert RoleSyncRequest.objects.get(user=victim).reason == "staff_resync"
     assert LogEntry.objects.filter(action="user.resync_discord").exists()
 
@@ -184,7 +196,11 @@ def test_reset_hwid_clears_every_subscription(staff_client, victim, product):
     now = timezone.now()
     sub = Subscription.objects.create(user=victim, product=product, started_at=now,
                                       expires_at=now + timedelta(days=3), hwid_digest="f" * 64)
-    assert act(staff_client("moderator"), "reset_hwid", [victim]).status_code == 302
+    moderator = staff_client("moderator")
+    assert act(moderator, "reset_hwid", [victim]).status_code == 200  # asks first
+    sub.refresh_from_db()
+    assert sub.hwid_digest == "f" * 64
+    assert act(moderator, "reset_hwid", [victim], apply="1").status_code == 302
     sub.refresh_from_db()
     assert sub.hwid_digest == ""
     assert LogEntry.objects.get(action="subscription.reset_hwid").target == victim
