@@ -66,7 +66,7 @@ class InviteAdmin(StaffModelAdmin):
     show_full_result_count = False
     show_facets = ShowFacets.NEVER
     # The code stays hidden: a staff member has no reason to hand out someone's invite.
-    fields = ["created_by", "state", "created_at", "expires_at", "used_by", "used_at",
+    fields = ["created_by", "state_text", "created_at", "expires_at", "used_by", "used_at",
               "revoked_at"]
     readonly_fields = fields
     actions = ["revoke"]
@@ -80,6 +80,12 @@ class InviteAdmin(StaffModelAdmin):
     def state(self, obj: Invite) -> tuple[str, Any]:
         status = obj.effective_status
         return status, STATE_LABELS.get(status, status)
+
+    @display(description=_("status"))
+    def state_text(self, obj: Invite) -> Any:
+        # The change page shows read-only fields as text: the label alone, not the
+        # (value, label) pair the list's badge takes.
+        return STATE_LABELS.get(obj.effective_status, obj.effective_status)
 
     def has_create_invite_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Any staff member invites within their own role's quota, as on the member pages.

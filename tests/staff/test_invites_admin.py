@@ -82,3 +82,13 @@ def test_expired_invites_are_shown_and_filtered_as_expired(staff_client: Any,
 @pytest.mark.django_db
 def test_sidebar_links_to_create_invite(staff_client: Any) -> None:
     assert CREATE in staff_client("support").get("/admin/").content.decode()
+
+
+@pytest.mark.django_db
+def test_change_page_shows_the_status_as_words(staff_client: Any) -> None:
+    client = staff_client("moderator")
+    client.post(CREATE, {"apply": "1"})
+    invite = Invite.objects.get()
+    page = client.get(f"{INVITES}{invite.pk}/change/").content.decode()
+    assert "Active" in page
+    assert "(&#x27;active&#x27;" not in page and "('active'" not in page
