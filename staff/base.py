@@ -39,6 +39,13 @@ class StaffModelAdmin(ModelAdmin):
     change_capability: str | None = NOBODY
     delete_capability: str | None = NOBODY
 
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
+                 **kwargs: Any) -> Any:
+        # Forms that save through a service need to know who acts (their clean() calls it).
+        form = super().get_form(request, obj, change, **kwargs)
+        form.actor = request.user
+        return form
+
     def has_module_permission(self, request: HttpRequest) -> bool:
         return staff_can(request, self.view_capability)
 

@@ -64,12 +64,6 @@ class ProductAdmin(StaffModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     fields = list(PRODUCT_FIELDS)
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
-                 **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change, **kwargs)
-        form.actor = request.user
-        return form
-
     def save_model(self, request: HttpRequest, obj: Product, form: Any, change: bool) -> None:
         # Saved by the service in the form's clean(); the admin goes on with the stored row.
         for field in Product._meta.concrete_fields:

@@ -105,12 +105,6 @@ class RoleAdmin(StaffModelAdmin):
         actor = request.user
         return obj is None or (isinstance(actor, User) and actor.can_grant(obj))
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
-                 **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change, **kwargs)
-        form.actor = request.user
-        return form
-
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is not None and not self.has_change_permission(request, obj):
             return ["key", "name", "rank", "discord_role_id", "invite_quota", "staff",

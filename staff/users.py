@@ -114,12 +114,6 @@ class UserAdmin(MemberDetailActionsMixin, StaffModelAdmin):
         actor = request.user
         return obj is None or (isinstance(actor, User) and actor.can_act_on(obj))
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
-                 **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, change, **kwargs)
-        form.actor = request.user
-        return form
-
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         """Saved already by user_update_profile in the form's clean()."""
 
