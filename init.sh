@@ -373,6 +373,7 @@ render() {
         "BACKUP_KEEP=$BACKUP_KEEP" "BACKUP_TIME=03:30:00" "WEB_WORKERS=$(web_workers)" \
         "GRACEFUL_TIMEOUT=$GRACEFUL_TIMEOUT" "WEB_STOP_TIMEOUT=$WEB_STOP_TIMEOUT" \
         "WORKER_STOP_TIMEOUT=$WORKER_STOP_TIMEOUT" "MAX_BODY=200m" "ACME_ROOT=$ACME_ROOT" \
+        "WEB_BIND=unix:/run/zspb/web.sock" \
         "UPSTREAM_SERVERS=server unix:/run/zspb/web.sock fail_timeout=0;" \
         "CERT_DIR=/etc/letsencrypt/live/$domain"
 }
