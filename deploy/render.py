@@ -5,7 +5,8 @@ exists, and .ci/deploy-checks runs it with test values.
     python3 deploy/render.py --out DIR [--domain NAME] KEY=VALUE ...
 
 Every placeholder must be given (an unfilled one is an error, so a typo in a template or in
-init.sh fails loudly instead of shipping "@APP_DIR@" to /etc). The nginx site is rendered from
+init.sh fails loudly instead of shipping "@APP_DIR@" to /etc), except WORKER_GRACE, which is
+derived from WORKER_STOP_TIMEOUT unless given. The nginx site is rendered from
 site-http.conf.in, or site-https.conf.in when --domain is given; both include the shared
 locations.conf.in through the @LOCATIONS@ placeholder.
 """
@@ -30,8 +31,20 @@ def fill(template: str, values: dict[str, str], source: str) -> str:
     return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
 
+def derived(values: dict[str, str]) -> dict[str, str]:
+    """Values computed from others, so the two can never disagree."""
+    values = dict(values)
+    stop = values.get("WORKER_STOP_TIMEOUT", "")
+    if stop.isdigit() and "WORKER_GRACE" not in values:
+        # The worker's own deadline for a graceful stop: below systemd's, so it is the worker
+        # that kills leftovers (and logs it), not systemd.
+        values["WORKER_GRACE"] = str(max(int(stop) - 15, 1))
+    return values
+
+
 def render(out: Path, values: dict[str, str], domain: str | None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
+    values = derived(values)
     written = []
     for unit in UNITS:
         source = HERE / "systemd" / f"{unit}.in"

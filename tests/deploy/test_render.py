@@ -19,6 +19,7 @@ VALUES = {
     "BACKUP_DIR": "/var/backups/zspb", "BACKUP_KEEP": "14", "BACKUP_TIME": "03:30:00",
     "WEB_WORKERS": "3", "GRACEFUL_TIMEOUT": "30", "WEB_STOP_TIMEOUT": "45",
     "WORKER_STOP_TIMEOUT": "90", "MAX_BODY": "200m", "ACME_ROOT": "/var/www/certbot",
+    "WEB_BIND": "unix:/run/zspb/web.sock",
     "UPSTREAM_SERVERS": "server unix:/run/zspb/web.sock fail_timeout=0;",
     "CERT_DIR": "/etc/letsencrypt/live/zspb.example.com",
 }
@@ -47,7 +48,7 @@ def test_units_and_plain_http_site(tmp_path: Path) -> None:
             assert line in text, (unit, line)
         assert "@" not in text.replace("@.service", "")
     worker = (tmp_path / "zspb-worker.service").read_text()
-    assert "manage.py qcluster" in worker and "TimeoutStopSec=90" in worker
+    assert "manage.py worker --stop-timeout 75" in worker and "TimeoutStopSec=90" in worker
     assert "KillSignal=SIGTERM" in worker and "KillMode=mixed" in worker
     site = (tmp_path / "zspb.nginx.conf").read_text()
     assert "proxy_set_header X-Forwarded-For $remote_addr;" in site

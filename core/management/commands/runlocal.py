@@ -27,7 +27,7 @@ class Command(BaseCommand):
         if notice:
             self.stdout.write(self.style.WARNING(notice))
         children = [
-            subprocess.Popen([sys.executable, "manage.py", "qcluster"]),
+            subprocess.Popen([sys.executable, "manage.py", "worker"]),
             # HTTP and the members' WebSocket on one port (config/asgi.py); in DEBUG whitenoise
             # serves the static files from the finders.
             subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application",

@@ -1,0 +1,111 @@
+"""`manage.py worker` (the zspb-worker unit's command) stops within its deadline on SIGTERM:
+sent to its main process (systemd's KillMode=mixed), to its whole process group (where
+django-q2's own qcluster hangs for good), and while a job outlasts the deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+BASE = Path(settings.BASE_DIR)
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _env() -> dict[str, str]:
+    db = connection.settings_dict
+    url = (f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
+           f"{db['NAME']}")
+    # The test database, and this run's secrets, so the child reads the rows this test writes.
+    return {**os.environ, "DATABASE_URL": url, "DEBUG": "1", "SECRET_KEY": settings.SECRET_KEY,
+            "DIGEST_SECRET": settings.DIGEST_SECRET,
+            "FIELD_ENCRYPTION_KEY": ",".join(settings.FIELD_ENCRYPTION_KEY),
+            "BOT_API_TOKEN": settings.BOT_API_TOKEN,
+            "LICENSE_SIGNING_KEY": settings.LICENSE_SIGNING_KEY, "Q_WORKERS": "2"}
+
+
+def _group_alive(pgid: int) -> list[int]:
+    """The processes of this group that still run (an exited child not yet reaped is not)."""
+    alive = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive.append(int(entry))
+    return alive
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log = (tmp_path / "worker.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "worker", "--stop-timeout", "3"], cwd=BASE, env=_env(),
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        # Ready when the sentinel has started its pool: main + sentinel + 2 workers + monitor
+        # + pusher.
+        while len(_group_alive(process.pid)) < 6:
+            assert process.poll() is None, (tmp_path / "worker.log").read_text()
+            assert time.monotonic() < deadline, "the worker did not start within 30 s"
+            time.sleep(0.2)
+        yield process
+    finally:
+        for pid in _group_alive(process.pid):
+            os.kill(pid, signal.SIGKILL)
+        process.wait(timeout=5)
+        log.close()
+
+
+def _stopped_within(process: subprocess.Popen[bytes], seconds: float) -> float:
+    started = time.monotonic()
+    while _group_alive(process.pid):
+        elapsed = time.monotonic() - started
+        assert elapsed < seconds, f"processes left after {elapsed:.1f} s: " \
+                                  f"{_group_alive(process.pid)}"
+        time.sleep(0.1)
+    process.wait(timeout=1)
+    return time.monotonic() - started
+
+
+def test_sigterm_to_the_main_process_stops_every_process(
+    worker: subprocess.Popen[bytes],
+) -> None:
+    worker.send_signal(signal.SIGTERM)
+    _stopped_within(worker, 10)
+    assert worker.returncode == 0
+
+
+def test_sigterm_to_the_whole_group_stops_every_process(
+    worker: subprocess.Popen[bytes],
+) -> None:
+    os.killpg(worker.pid, signal.SIGTERM)
+    _stopped_within(worker, 10)
+
+
+def test_a_job_outlasting_the_deadline_is_cut_off_at_the_deadline(
+    worker: subprocess.Popen[bytes], tmp_path: Path,
+) -> None:
+    enqueue = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c",
+         "from django_q.tasks import async_task; async_task('time.sleep', 60)"],
+        cwd=BASE, env=_env(), capture_output=True, text=True, check=False)
+    assert enqueue.returncode == 0, enqueue.stderr
+    time.sleep(3)  # the ORM broker polls once a second: the job is running now
+    worker.send_signal(signal.SIGTERM)
+    # --stop-timeout 3, plus the pause that tells a group signal from a single one.
+    _stopped_within(worker, 8)
+    assert worker.returncode == 1
+    assert "did not stop within 3 s" in (tmp_path / "worker.log").read_text()
