@@ -180,8 +180,12 @@ else:
 
 REDIS_URL = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": REDIS_URL, "KEY_PREFIX": "zspb"}}
+    # core.cache answers from a per-process local cache while Redis is unreachable (throttles
+    # keep their rates per process, nothing fails the request); the short timeouts bound what a
+    # dead or hung Redis costs the one call per second that probes it.
+    CACHES = {"default": {"BACKEND": "core.cache.ResilientRedisCache",
+                          "LOCATION": REDIS_URL, "KEY_PREFIX": "zspb",
+                          "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}}}
 elif not DEBUG:
     # A per-process cache would give every gunicorn worker its own throttles, Discord rate
     # limiter and locks, and the channel layer would not cross processes.
@@ -196,7 +200,12 @@ else:
 if REDIS_URL:
     CHANNEL_LAYERS = {"default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "zspb:ws", "capacity": 500, "expiry": 30},
+        # redis-py 8 times a read out after 5 s by default, exactly channels_redis' 5 s
+        # blocking pop: every idle socket's receive loop died after 5 s. The read timeout must
+        # stay above the pop's.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15,
+                              "socket_connect_timeout": 2}],
+                   "prefix": "zspb:ws", "capacity": 500, "expiry": 30},
     }}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

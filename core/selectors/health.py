@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import DatabaseError, connection
 from django_q.models import OrmQ
+
+from core.cache import cache_reachable
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,7 @@ def health_readiness() -> Readiness:
     except DatabaseError:
         database, queue_length = False, -1
     try:
-        cache.set("zspb:health", "1", 5)
-        cache_ok = cache.get("zspb:health") == "1"
+        cache_ok = cache_reachable(caches["default"])
     except Exception:  # any cache backend failure means unhealthy, whatever its type
         cache_ok = False
     queue_ok = 0 <= queue_length <= settings.QUEUE_WARN_THRESHOLD

@@ -1,0 +1,247 @@
+"""The Redis cache backend with a per-process fallback for when Redis is unreachable.
+
+Every cache user (throttles, the Discord limiter, locks, the error journal's deduplication)
+goes through Django's cache, so this backend is the one place where a Redis outage is
+absorbed: a call that cannot reach Redis is answered by a local-memory cache instead, with the
+same keys and timeouts. Throttles therefore keep their rates, counted per process rather than
+across processes, and nothing raises to the request.
+
+While Redis is down, a process asks it again at most once per RETRY_SECONDS (the other calls go
+straight to the local cache), so a dead Redis costs one short connect timeout per second, not
+one per call. The first call that reaches Redis again ends the outage: no restart. An outage is
+journaled once (see `_journal_outage`), not once per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar, cast
+
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.core.cache.backends.redis import RedisCache
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("zspb.cache")
+
+RETRY_SECONDS = 1.0
+OUTAGE_ACTION = "cache.unavailable"
+OUTAGE_PLACE = "cache:redis"
+# Only these mean "Redis is not there"; any other error (a wrong value type, a bug) still
+# raises, as it would without the fallback.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+T = TypeVar("T")
+
+
+@dataclass
+class Outage:
+    """One process's view of one Redis location; shared by the per-thread cache instances."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    down_since: float | None = None  # time.time() of the first failure, None while up
+    next_try: float = 0.0  # time.monotonic() before which Redis is not asked again
+    journaled: bool = False
+    last_error: str = ""
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+
+_outages: dict[str, Outage] = {}
+_outages_lock = threading.Lock()
+# Journaling uses the cache itself (the error journal's deduplication): a failed probe inside
+# that call must not start a second journal write.
+_journaling = threading.local()
+
+
+def outage_for(location: str) -> Outage:
+    with _outages_lock:
+        return _outages.setdefault(location, Outage())
+
+
+def _journal_outage(location: str, error_type: str) -> None:
+    """One system-error entry per outage across processes: a process that finds one written in
+    the error journal's deduplication window (by another process, or by a flap a moment ago)
+    only logs. Runs after the caller's transaction commits, so a rolled-back request cannot
+    take the entry with it (the next failed retry schedules it again)."""
+    outage = outage_for(location)
+    if not outage.down or outage.journaled or getattr(_journaling, "active", False):
+        return
+    _journaling.active = True
+    try:
+        _journal_outage_once(outage, error_type)
+    finally:
+        _journaling.active = False
+
+
+def _journal_outage_once(outage: Outage, error_type: str) -> None:
+    # Imported here: the cache backend is loaded before the app registry is ready.
+    from core.models import LogEntry
+    from core.services.logs import ERROR_DEDUP_SECONDS, error_journal
+
+    try:
+        since = timezone.now() - timedelta(seconds=ERROR_DEDUP_SECONDS)
+        seen = LogEntry.objects.filter(category=LogEntry.Category.ERROR, action=OUTAGE_ACTION,
+                                       created_at__gte=since).exists()
+    except DatabaseError:
+        seen = False
+    if not seen and error_journal(action=OUTAGE_ACTION, place=OUTAGE_PLACE, error=error_type,
+                                  data={"fallback": "per-process local memory"}) is None:
+        return  # the journal could not write (or deduplicated it): try again on a later failure
+    outage.journaled = True
+
+
+class ResilientRedisCache(RedisCache):
+    """Django's RedisCache, answered from a local-memory cache while Redis is unreachable."""
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        super().__init__(server, params)
+        self._location = server if isinstance(server, str) else ",".join(server)
+        # LocMemCache keeps its data per name in the module, so every thread's instance of this
+        # backend shares one fallback store per process.
+        self._fallback = LocMemCache(f"zspb-fallback:{self._location}", {
+            "TIMEOUT": params.get("TIMEOUT", 300),
+            "KEY_PREFIX": params.get("KEY_PREFIX", ""),
+            "VERSION": params.get("VERSION", 1),
+            "OPTIONS": {"MAX_ENTRIES": 50_000, "CULL_FREQUENCY": 4},
+        })
+
+    @property
+    def outage(self) -> Outage:
+        return outage_for(self._location)
+
+    def redis_reachable(self) -> bool:
+        """Ask Redis itself (health checks): the fallback answering does not make it up."""
+        try:
+            # RedisCache's client is private (and untyped in the stubs); a ping needs no key.
+            client = cast(Any, self)._cache.get_client(None, write=True)
+            ok = bool(client.ping())
+        except UNREACHABLE as error:
+            self._failed(error)
+            return False
+        self._recovered()
+        return ok
+
+    def _call(self, on_redis: Callable[[], T], on_fallback: Callable[[], T]) -> T:
+        outage = self.outage
+        if outage.down:
+            with outage.lock:
+                now = time.monotonic()
+                if now < outage.next_try:
+                    return on_fallback()
+                # This call is the one probe of the period; the others keep to the fallback.
+                outage.next_try = now + RETRY_SECONDS
+        try:
+            result = on_redis()
+        except UNREACHABLE as error:
+            self._failed(error)
+            return on_fallback()
+        if outage.down:
+            self._recovered()
+        return result
+
+    def _failed(self, error: BaseException) -> None:
+        outage = self.outage
+        with outage.lock:
+            first = not outage.down
+            if first:
+                outage.down_since = time.time()
+            outage.next_try = time.monotonic() + RETRY_SECONDS
+            outage.last_error = type(error).__name__
+            pending = not outage.journaled
+        if first:
+            log.error("Redis cache at %s unreachable (%s: %s); using a per-process local "
+                      "cache, retrying at most every %gs", self._redacted(), type(error).__name__,
+                      error, RETRY_SECONDS)
+        if pending:
+            try:
+                transaction.on_commit(
+                    lambda: _journal_outage(self._location, type(error).__name__), robust=True)
+            except Exception:  # (the database may be down too: a cache call never fails)
+                log.warning("could not schedule the journal entry of the Redis outage",
+                            exc_info=True)
+
+    def _recovered(self) -> None:
+        outage = self.outage
+        with outage.lock:
+            if not outage.down:
+                return
+            down_for = time.time() - (outage.down_since or time.time())
+            outage.down_since, outage.next_try, outage.journaled = None, 0.0, False
+        log.warning("Redis cache at %s reachable again after %.1fs; the local fallback's "
+                    "counters are left behind", self._redacted(), down_for)
+
+    def _redacted(self) -> str:
+        return self._location.split("@")[-1]
+
+    # Every public operation Django's RedisCache defines; the others (decr, get_or_set, the
+    # async variants) are built on these by BaseCache.
+    def add(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT,
+            version: int | None = None) -> bool:
+        return self._call(lambda: RedisCache.add(self, key, value, timeout, version),
+                          lambda: self._fallback.add(key, value, timeout, version))
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        return self._call(lambda: RedisCache.get(self, key, default, version),
+                          lambda: self._fallback.get(key, default, version))
+
+    def set(self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT,
+            version: int | None = None) -> None:
+        self._call(lambda: RedisCache.set(self, key, value, timeout, version),
+                   lambda: self._fallback.set(key, value, timeout, version))
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return self._call(lambda: RedisCache.touch(self, key, timeout, version),
+                          lambda: self._fallback.touch(key, timeout, version))
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self._call(lambda: RedisCache.delete(self, key, version),
+                          lambda: self._fallback.delete(key, version))
+
+    def get_many(self, keys: Any, version: int | None = None) -> dict[Any, Any]:
+        keys = list(keys)
+        return self._call(lambda: RedisCache.get_many(self, keys, version),
+                          lambda: self._fallback.get_many(keys, version))
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self._call(lambda: RedisCache.has_key(self, key, version),
+                          lambda: self._fallback.has_key(key, version))
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        return self._call(lambda: RedisCache.incr(self, key, delta, version),
+                          lambda: self._fallback.incr(key, delta, version))
+
+    def set_many(self, data: Any, timeout: Any = DEFAULT_TIMEOUT,
+                 version: int | None = None) -> list[Any]:
+        return self._call(
+            lambda: RedisCache.set_many(self, data, timeout, version),
+            lambda: self._fallback.set_many(data, timeout, version))
+
+    def delete_many(self, keys: Any, version: int | None = None) -> None:
+        keys = list(keys)
+        self._call(lambda: RedisCache.delete_many(self, keys, version),
+                   lambda: self._fallback.delete_many(keys, version))
+
+    def clear(self) -> None:
+        # Both: a test's (or an operator's) clear must not leave outage-time counters behind.
+        self._fallback.clear()
+        self._call(lambda: RedisCache.clear(self), lambda: None)
+
+
+def cache_reachable(cache: BaseCache) -> bool:
+    """Whether the cache stores and answers, for health checks: with Redis, Redis itself, as
+    the per-process fallback answering for it does not make it up."""
+    if isinstance(cache, ResilientRedisCache) and not cache.redis_reachable():
+        return False
+    cache.set("zspb:health", "1", 5)
+    return bool(cache.get("zspb:health") == "1")
