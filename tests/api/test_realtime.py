@@ -11,6 +11,7 @@ case), so `Communicator` below is the few lines of its WebsocketCommunicator use
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -544,3 +545,24 @@ class TestServedByUvicorn:
             with pytest.raises(ConnectionClosed) as closed:
                 socket.recv(timeout=WAIT)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+
+
+def test_an_idle_member_socket_outlives_the_channel_layers_blocking_pop() -> None:
+    """channels_redis waits for a message with a 5 s blocking pop; redis-py 8's default read
+    timeout is also 5 s, which killed every socket left idle for 5 s (seen in the production
+    smoke test). The configured layer must wait past one pop without a Redis error."""
+    if "RedisChannelLayer" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        pytest.skip("the in-memory channel layer (no REDIS_URL) has no blocking pop")
+    from channels.layers import get_channel_layer
+
+    async def idle_receive() -> str:
+        layer = get_channel_layer()
+        assert layer is not None
+        channel = await layer.new_channel()
+        try:
+            await asyncio.wait_for(layer.receive(channel), layer.brpop_timeout + 1.5)
+        except asyncio.TimeoutError:
+            return "still waiting"
+        return "a message"
+
+    assert async_to_sync(idle_receive)() == "still waiting"
