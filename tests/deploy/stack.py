@@ -22,6 +22,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from core.proctable import group_running
+
 BASE = Path(settings.BASE_DIR)
 WEB_STOP_TIMEOUT = 45
 WORKER_STOP_TIMEOUT = 90
@@ -113,18 +115,7 @@ class Process:
 
     def group(self) -> list[int]:
         """The running processes of its group (exited, unreaped ones do not count)."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == self.pgid and fields[0] != "Z":
-                found.append(int(entry))
-        return found
+        return group_running(self.pgid)
 
     def signal_group(self, signum: int) -> None:
         for pid in self.group():

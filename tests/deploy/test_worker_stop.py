@@ -16,6 +16,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from core.proctable import group_running
+
 BASE = Path(settings.BASE_DIR)
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -32,21 +34,6 @@ def _env() -> dict[str, str]:
             "LICENSE_SIGNING_KEY": settings.LICENSE_SIGNING_KEY, "Q_WORKERS": "2"}
 
 
-def _group_alive(pgid: int) -> list[int]:
-    """The processes of this group that still run (an exited child not yet reaped is not)."""
-    alive = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                alive.append(int(entry))
-    return alive
-
-
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     log = (tmp_path / "worker.log").open("wb")
@@ -57,13 +44,13 @@ def worker(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
         deadline = time.monotonic() + 30
         # Ready when the sentinel has started its pool: main + sentinel + 2 workers + monitor
         # + pusher.
-        while len(_group_alive(process.pid)) < 6:
+        while len(group_running(process.pid)) < 6:
             assert process.poll() is None, (tmp_path / "worker.log").read_text()
             assert time.monotonic() < deadline, "the worker did not start within 30 s"
             time.sleep(0.2)
         yield process
     finally:
-        for pid in _group_alive(process.pid):
+        for pid in group_running(process.pid):
             os.kill(pid, signal.SIGKILL)
         process.wait(timeout=5)
         log.close()
@@ -71,10 +58,10 @@ def worker(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 def _stopped_within(process: subprocess.Popen[bytes], seconds: float) -> float:
     started = time.monotonic()
-    while _group_alive(process.pid):
+    while group_running(process.pid):
         elapsed = time.monotonic() - started
         assert elapsed < seconds, f"processes left after {elapsed:.1f} s: " \
-                                  f"{_group_alive(process.pid)}"
+                                  f"{group_running(process.pid)}"
         time.sleep(0.1)
     process.wait(timeout=1)
     return time.monotonic() - started

@@ -33,6 +33,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django_q.cluster import Cluster
 
+from core.proctable import descendants
+
 logger = logging.getLogger("zspb.worker")
 
 # How long a signal sent to the whole group takes to kill the sentinel too; after it we can
@@ -42,34 +44,11 @@ _SIGNAL_SETTLE_SECONDS = 0.3
 
 def _kill_children() -> None:
     """SIGKILL every process this one started, and theirs (the sentinel's pool)."""
-    pids = _descendants(os.getpid())
-    for pid in pids:
+    for pid in descendants(os.getpid()):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     for child in multiprocessing.active_children():
         child.join(timeout=1)
-
-
-def _descendants(root: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                # The command name may contain spaces and parentheses: the fields after it
-                # start after the last ")".
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    found: list[int] = []
-    pending = [root]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
 
 
 class Command(BaseCommand):
