@@ -242,6 +242,14 @@ step_venv() {
     fi
 }
 
+pg_port() {
+    # The port of the running PostgreSQL cluster: Debian's pg_createcluster takes 5433 or
+    # above when 5432 is already in use, e.g. by another PostgreSQL version.
+    local port
+    port=$(pg_lsclusters --no-header 2>/dev/null | awk '$4 == "online" {print $3; exit}')
+    echo "${port:-5432}"
+}
+
 generate_env() {
     # Prints a complete production .env with fresh secrets.
     local host site https api hosts
@@ -253,9 +261,9 @@ generate_env() {
         site="http://$host" https=0 api="http://127.0.0.1/api"
         hosts="$host,$(hostname -f 2>/dev/null || hostname)"
     fi
-    python3 - "$DB_NAME" "$APP_USER" <<'PY'
+    python3 - "$DB_NAME" "$APP_USER" "$(pg_port)" <<'PY'
 import base64, os, secrets, sys
-db, user = sys.argv[1:3]
+db, user, port = sys.argv[1:4]
 fernet = lambda: base64.urlsafe_b64encode(os.urandom(32)).decode()
 print(f"""# Written by init.sh on first install; init.sh never overwrites it. Mode 600.
 # Every variable is described in .env.example. Keep a copy of DIGEST_SECRET,
@@ -268,7 +276,7 @@ BOT_API_TOKEN={secrets.token_urlsafe(32)}
 LICENSE_SIGNING_KEY={secrets.token_hex(32)}
 # Encrypts backups (manage.py backup / restore, zspb-backup.timer).
 BACKUP_KEY={fernet()}
-DATABASE_URL=postgres://{user}:{secrets.token_urlsafe(24)}@127.0.0.1:5432/{db}
+DATABASE_URL=postgres://{user}:{secrets.token_urlsafe(24)}@127.0.0.1:{port}/{db}
 REDIS_URL=redis://127.0.0.1:6379/0""")
 PY
     cat <<EOF
