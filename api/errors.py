@@ -8,17 +8,25 @@ journaled as a system error.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import BadRequest, SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.translation import gettext as _
+from django.views import defaults
 from ninja import NinjaAPI, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
-from core.error_hooks import request_place
-from core.errors import ZspbError
+from core.error_hooks import (
+    database_unavailable,
+    database_unavailable_journal,
+    request_place,
+)
+from core.errors import ServiceUnavailable, ZspbError
+from core.middleware import database_unavailable_page
 from core.requestid import request_id_current
 from core.services.logs import error_journal
 
@@ -45,7 +53,7 @@ def error_response(api: NinjaAPI, request: HttpRequest, status: int, code: str, 
         request, {"code": code, "message": message, "details": details or {}}, status=status
     )
     retry_after = (details or {}).get("retry_after")
-    if status == 429 and retry_after:
+    if status in (429, 503) and retry_after:
         response["Retry-After"] = str(int(retry_after))
     return response
 
@@ -57,6 +65,12 @@ def _validation_details(errors: list[dict[str, Any]]) -> dict[str, Any]:
         fields.append({"loc": loc, "msg": str(error.get("msg", ""))[:200],
                        "type": str(error.get("type", ""))})
     return {"errors": fields}
+
+
+def _unavailable(api: NinjaAPI, request: HttpRequest) -> HttpResponse:
+    error = ServiceUnavailable()
+    return error_response(api, request, error.http_status, error.code, str(error.message),
+                          error.details)
 
 
 def install_error_handlers(api: NinjaAPI) -> None:
@@ -101,6 +115,14 @@ def install_error_handlers(api: NinjaAPI) -> None:
         return error_response(api, request, 400, "bad_request", _("The request body is malformed."),
                               {"error": type(exc).__name__})
 
+    @api.exception_handler(OperationalError)
+    @api.exception_handler(InterfaceError)
+    def _database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+        # The database went away under the request (restart, failover, killed connection):
+        # the client may retry; journaled once per outage, not as one bug per request.
+        database_unavailable_journal(request, exc)
+        return _unavailable(api, request)
+
     @api.exception_handler(Exception)
     def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         # Answered here, so Django's got_request_exception (core.error_hooks) never sees it:
@@ -113,3 +135,22 @@ def install_error_handlers(api: NinjaAPI) -> None:
         return error_response(api, request, 500, "internal_error",
                               _("Something went wrong on our side; it has been logged."),
                               {"request_id": request_id})
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """Django's handler500: a database failure raised outside a view (a session saved by
+    middleware) answers 503 like one inside, JSON on the API and a plain page elsewhere;
+    anything else keeps Django's 500 page. Journaled by core.error_hooks already.
+
+    Django hands the error over only as sys.exc_info() (set under uvicorn too: the sync-only
+    middleware keeps the handler in the thread that caught it; without it, a 500 page).
+    """
+    if not database_unavailable(sys.exc_info()[1]):
+        return defaults.server_error(request)
+    if not request.path.startswith("/api/"):
+        return database_unavailable_page()
+    error = ServiceUnavailable()
+    response = JsonResponse({"code": error.code, "message": str(error.message),
+                             "details": error.details}, status=error.http_status)
+    response["Retry-After"] = str(error.retry_after)
+    return response

@@ -21,3 +21,6 @@ urlpatterns = [
     path("account", member.account, name="account"),
     path("", member.dashboard, name="home"),
 ]
+
+# A database failure outside a view answers 503, not 500 (api.errors.server_error).
+handler500 = "api.errors.server_error"

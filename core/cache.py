@@ -33,6 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 log = logging.getLogger("zspb.cache")
 
 RETRY_SECONDS = 1.0
+# Spelt out again at the journal call, where the journal descriptions' check reads it.
 OUTAGE_ACTION = "cache.unavailable"
 OUTAGE_PLACE = "cache:redis"
 # Only these mean "Redis is not there"; any other error (a wrong value type, a bug) still
@@ -95,7 +96,7 @@ def _journal_outage_once(outage: Outage, error_type: str) -> None:
                                        created_at__gte=since).exists()
     except DatabaseError:
         seen = False
-    if not seen and error_journal(action=OUTAGE_ACTION, place=OUTAGE_PLACE, error=error_type,
+    if not seen and error_journal(action="cache.unavailable", place=OUTAGE_PLACE, error=error_type,
                                   data={"fallback": "per-process local memory"}) is None:
         return  # the journal could not write (or deduplicated it): try again on a later failure
     outage.journaled = True

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from django.core.signals import got_request_exception
+from django.db import InterfaceError, OperationalError, connections
 from django.http import HttpRequest
 from django_q.signals import post_execute_in_worker, pre_execute
 
@@ -37,10 +38,35 @@ def request_place(request: HttpRequest) -> str:
     return f"{request.method} {name}"[:200]
 
 
+def database_unavailable(error: BaseException | None) -> bool:
+    """Whether the error is the database failing under the request (its connection cut by a
+    restart, failover or pg_terminate_backend; a lock or statement timeout), which the client
+    may retry, rather than a bug."""
+    return isinstance(error, OperationalError | InterfaceError)
+
+
+def database_unavailable_journal(request: HttpRequest, error: BaseException) -> None:
+    """Closes the request's broken connections, then journals once per error type and dedup
+    period for the whole site (one place, "database", not one per view).
+
+    Django closes a broken connection only when the request ends; without closing it here the
+    journal entry would be written on the dead connection and fail.
+    """
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
+    error_journal(action="database.unavailable", place="database", error=error,
+                  request_id=getattr(request, "request_id", None) or request_id_current(),
+                  data={"method": request.method, "path": request.path[:200]})
+
+
 def _on_request_exception(sender: Any, request: HttpRequest | None = None,
                           **kwargs: Any) -> None:
     error = sys.exc_info()[1]
     if request is None or error is None:
+        return
+    if database_unavailable(error):
+        database_unavailable_journal(request, error)
         return
     error_journal(action="request.unhandled", place=request_place(request), error=error,
                   request_id=getattr(request, "request_id", None) or request_id_current(),

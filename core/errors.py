@@ -69,6 +69,19 @@ class RateLimited(ZspbError):
     default_message = _("Too many attempts; try again later.")
 
 
+class ServiceUnavailable(ZspbError):
+    """A dependency (the database) failed under the request, e.g. its connection was cut by a
+    restart or failover: nothing the client did wrong, worth retrying in a moment."""
+
+    code = "service_unavailable"
+    http_status = 503
+    default_message = _("The service is briefly unavailable; try again in a few seconds.")
+    retry_after: ClassVar[int] = 5
+
+    def __init__(self, message: StrOrPromise | None = None, **details: Any) -> None:
+        super().__init__(message, **{"retry_after": self.retry_after, **details})
+
+
 # Invites
 class InviteQuotaExceeded(Conflict):
     code = "invite_quota_exceeded"

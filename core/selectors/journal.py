@@ -116,6 +116,12 @@ JOURNAL_DESCRIPTIONS: dict[str, Promise] = {
     "request.unhandled": gettext_lazy("Unhandled %(error)s on %(method)s %(path)s (request "
                                       "%(request_id)s)"),
     "task.failed": gettext_lazy("Background task %(place)s failed: %(error)s"),
+    "database.unavailable": gettext_lazy(
+        "Database connection lost (%(error)s) on %(method)s %(path)s: answered 503, journaled "
+        "once per outage (request %(request_id)s)"),
+    "cache.unavailable": gettext_lazy(
+        "Redis unreachable (%(error)s): the cache and throttles run per process until it is "
+        "back"),
     "admin.export": gettext_lazy("%(actor)s exported %(model)s as CSV (%(scope)s)"),
 }
 
