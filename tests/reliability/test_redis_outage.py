@@ -38,6 +38,12 @@ def redis_cache(redis_process: RedisProcess, settings: Any) -> ResilientRedisCac
         "BACKEND": "core.cache.ResilientRedisCache", "LOCATION": redis_process.url,
         "KEY_PREFIX": "zspb", "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }}
+    # The real-time pushes (after a redeem) go through the same Redis.
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": redis_process.url, "socket_timeout": 15,
+                              "socket_connect_timeout": 2}], "prefix": "zspb:ws"},
+    }}
     backend = caches["default"]
     assert isinstance(backend, ResilientRedisCache)
     return backend
@@ -119,7 +125,9 @@ def test_site_answers_through_a_redis_outage_and_uses_redis_again(
     assert seen(_json(fresh, "/api/auth/register", {"invite": invite.code, "username": "fresh",
                                                     "password": "a fine passphrase"},
                       "198.51.100.15")).status_code == 201
+    started = time.perf_counter()
     redeemed = seen(_json(fresh, "/api/keys/redeem", {"key": spare}, "198.51.100.15"))
+    redeem_seconds = time.perf_counter() - started
     assert redeemed.status_code == 200, redeemed.content
     assert Subscription.objects.filter(user__username="fresh").exists()
     assert seen(fresh.get("/redeem")).status_code == 200
@@ -149,7 +157,40 @@ def test_site_answers_through_a_redis_outage_and_uses_redis_again(
     assert client_health(Client())["cache"] is True
     assert LogEntry.objects.filter(category=LogEntry.Category.ERROR).count() == 1
     print(f"\nlicence check median with Redis up {statistics.median(up) * 1000:.1f} ms, "
-          f"down {statistics.median(down) * 1000:.1f} ms (max {max(down) * 1000:.1f} ms)")
+          f"down {statistics.median(down) * 1000:.1f} ms (max {max(down) * 1000:.1f} ms); "
+          f"redeem with its push to a dead Redis {redeem_seconds * 1000:.0f} ms")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hung_redis_costs_one_short_timeout_per_second(redis_process, redis_cache, settings,
+                                                         moderator, member, product):
+    """SIGSTOP: connections are accepted but never answered. Each process waits out the
+    socket timeout (0.5 s) at most once per retry period; the other requests do not wait."""
+    _limit(settings, license_subject=Rate(count=1000, seconds=60))
+    code = keys_generate(actor=moderator, product=product, duration=timedelta(days=30),
+                         count=1).codes[0]
+    key_redeem(user=member, code=code)
+    assert _valid(_licence(Client(), code, "198.51.100.20"))
+    redis_process.pause()
+    try:
+        took = []
+        finish = time.monotonic() + 2.5
+        while time.monotonic() < finish:
+            started = time.perf_counter()
+            assert _valid(_licence(Client(), code, "198.51.100.21"))
+            took.append(time.perf_counter() - started)
+        slow = [t for t in took if t > 0.4]
+        assert 1 <= len(slow) <= 4, took  # the first call, then one probe a second
+        assert max(took) < 1.5 and statistics.median(took) < 0.2, took
+    finally:
+        redis_process.resume()
+    time.sleep(core.cache.RETRY_SECONDS + 0.1)
+    assert _valid(_licence(Client(), code, "198.51.100.22"))
+    assert not redis_cache.outage.down
+    assert LogEntry.objects.filter(category=LogEntry.Category.ERROR,
+                                   action=OUTAGE_ACTION).count() == 1
+    print(f"\nhung Redis: {len(took)} licence checks in 2.5 s, {len(slow)} waited "
+          f"{max(took) * 1000:.0f} ms at most, median {statistics.median(took) * 1000:.1f} ms")
 
 
 def client_health(client: Client) -> dict[str, Any]:
