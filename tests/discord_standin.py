@@ -18,8 +18,10 @@ assert what the client did (no more than N per second, waited retry_after after 
 
 Scripting: `script(...)` queues faults for matching requests: 429 with retry_after in body
 and/or header (optionally global), 401, 403/50013, 404/10007, 5xx, slow answers, dropped
-connections. `fail_all(status)` fails everything; `stop()`/`start()` take the server down
-and up again on the same port.
+connections; `storm(n, ...)` a run of 429s, global or on a route's bucket. `fail_all(status)`
+fails everything; `stop()`/`start()` take the server down (connection refused) and up again
+on the same port. `invalid()` counts 401/403/429 answers per window as Discord's ban does;
+`max_in_window()` and `per_second()` count the requests received.
 """
 
 from __future__ import annotations
@@ -177,6 +179,17 @@ def pings(content: str, allowed: Any) -> list[str]:
     return found
 
 
+def _densest(times: list[float], window: float) -> int:
+    """Most of `times` within any sliding window of `window` seconds."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # idle keep-alive connections must not hold up stop()
@@ -321,13 +334,33 @@ class DiscordStandin:
 
     def max_in_window(self, seconds: float = 1.0) -> int:
         """Most requests received within any window of `seconds` (sliding)."""
-        times = sorted(s.received for s in self.served())
-        best, start = 0, 0
-        for end, t in enumerate(times):
-            while t - times[start] >= seconds:
-                start += 1
-            best = max(best, end - start + 1)
-        return best
+        return _densest([s.received for s in self.served()], seconds)
+
+    def invalid(self, *, window: float = 600.0) -> int:
+        """Most 401/403/429 answers within any `window` seconds: what Discord counts against
+        an IP (10,000 per 10 minutes bans it). "shared" 429s are not counted there, and this
+        stand-in never sends them."""
+        return _densest([s.received for s in self.served() if s.status in (401, 403, 429)],
+                        window)
+
+    def per_second(self) -> dict[int, int]:
+        """Requests received in each whole second since the first one."""
+        log = self.served()
+        if not log:
+            return {}
+        first = min(s.received for s in log)
+        counts: dict[int, int] = {}
+        for s in log:
+            second = int(s.received - first)
+            counts[second] = counts.get(second, 0) + 1
+        return counts
+
+    def storm(self, count: int, *, retry_after: float, is_global: bool = False,
+              method: str | None = None, path: str | None = None) -> None:
+        """The next `count` matching requests are answered 429: global ones carry
+        X-RateLimit-Global, per-route ones the bucket's headers; retry_after in both."""
+        self.script(*[Fault.ratelimit(retry_after, is_global=is_global)] * count,
+                    method=method, path=path)
 
     def waits_after_429(self) -> list[tuple[float, float]]:
         """(retry_after, how long the client actually waited) for every 429 answered.

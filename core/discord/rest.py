@@ -75,6 +75,9 @@ INVALID_PERIOD = 600
 
 CACHE_PREFIX = "zspb:discord"
 
+# Transport errors raised before any byte of the request left: safe to send again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
 # Discord JSON error codes the callers act on.
 UNKNOWN_GUILD = 10004
 UNKNOWN_MEMBER = 10007
@@ -113,6 +116,11 @@ class DiscordError(Exception):
 
 class DiscordUnavailable(DiscordError):
     """Down, slow or 5xx after the retries, or our own invalid-request budget is spent."""
+
+
+class DiscordUnconfirmed(DiscordUnavailable):
+    """No answer to a request that is not safe to repeat (a webhook post): it may or may not
+    have been carried out, so it was not sent again."""
 
 
 class DiscordRateLimited(DiscordError):
@@ -513,7 +521,7 @@ class DiscordClient:
             payload["username"] = username
         self._request(
             "POST", url, route=webhook_route(url), auth=False, json_body=payload,
-            params={"wait": "true"}, deadline=deadline,
+            params={"wait": "true"}, deadline=deadline, repeatable=False,
         )
 
     # Machinery ---------------------------------------------------------------------------
@@ -558,7 +566,11 @@ class DiscordClient:
         json_body: Any = None,
         params: Mapping[str, Any] | None = None,
         deadline: float | None = None,
+        repeatable: bool = True,
     ) -> httpx.Response:
+        """Send with limits, retries and back-off. `repeatable=False` (a webhook post): after a
+        transport error that may follow the request reaching Discord, raise
+        DiscordUnconfirmed instead of sending it again."""
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else (
             self.api_base + path_or_url
         )
@@ -583,8 +595,9 @@ class DiscordClient:
             except httpx.TransportError as exc:
                 self.limits.done(route)
                 self.limits.scouted(route)
-                # Timeouts included. Every call we make is idempotent except a webhook post,
-                # which may then appear twice: better than a lost journal line.
+                if not repeatable and not isinstance(exc, _NOT_SENT):
+                    # A read timeout or a dropped connection: Discord may have posted it.
+                    raise DiscordUnconfirmed(f"{route.name}: {type(exc).__name__}") from None
                 failures += 1
                 if failures > self.retries:
                     raise DiscordUnavailable(

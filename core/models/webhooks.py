@@ -13,13 +13,16 @@ class WebhookOutbox(models.Model):
     Written by log_event in the same transaction as the entry (only while the journal has a
     webhook URL), so a request never waits on Discord and a line is never posted for an entry
     that rolled back. The delivery task packs several lines per message and deletes the rows it
-    posted.
+    posted. `posting_at` is set, and committed, just before a row's message is sent: a row
+    still marked when the next delivery starts belonged to a delivery that died (or got no
+    answer) after sending, so it is never sent again (see core/services/webhooks.py).
     """
 
     entry = models.ForeignKey(LogEntry, on_delete=models.CASCADE, related_name="+",
                               verbose_name=_("journal entry"))
     journal = models.CharField(_("journal"), max_length=10, choices=LogEntry.Category.choices)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
+    posting_at = models.DateTimeField(_("posting started"), null=True, blank=True)
 
     class Meta:
         ordering = ["id"]

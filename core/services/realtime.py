@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.models import Product, Subscription
+from core.services.tasklock import lock_acquire, lock_release
 
 log = logging.getLogger("zspb.realtime")
 
@@ -106,7 +107,8 @@ def subscriptions_notify_expired(*, now: datetime | None = None) -> int:
     have no open page and are skipped. Returns how many events were pushed.
     """
     now = now or timezone.now()
-    if not cache.add(EXPIRED_LOCK_KEY, "1", timeout=EXPIRED_LOCK_SECONDS):
+    token = lock_acquire(EXPIRED_LOCK_KEY, ttl=EXPIRED_LOCK_SECONDS)
+    if token is None:
         return 0
     try:
         mark = cache.get(EXPIRED_MARK_KEY)
@@ -131,4 +133,4 @@ def subscriptions_notify_expired(*, now: datetime | None = None) -> int:
         cache.set(EXPIRED_MARK_KEY, now, timeout=None)
         return len(pushes)
     finally:
-        cache.delete(EXPIRED_LOCK_KEY)
+        lock_release(EXPIRED_LOCK_KEY, token)

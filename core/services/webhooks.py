@@ -5,19 +5,23 @@ request never waits on Discord). The webhooks_deliver task posts pending lines i
 several per message under Discord's 2000-character limit, with mentions disabled so user
 text cannot ping anyone. A webhook that answers 404 (deleted) or 401/403 (bad token) is
 disabled for its URL with one error journal entry; other failures back off and retry.
+
+Each line is posted at most once. A message's rows are marked (committed) before it is sent
+and deleted once Discord confirms it; a refusal (429, 5xx, connection refused) unmarks them
+for a retry. Rows still marked at the next delivery belong to one that was killed or got no
+answer after sending: the message may be in the channel, so instead of a possible second
+copy the channel gets a note naming those journal entries (the journal keeps them all).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
 from core.crypto import digest
@@ -28,11 +32,13 @@ from core.discord.rest import (
     DiscordError,
     DiscordNotFound,
     DiscordRateLimited,
+    DiscordUnconfirmed,
     discord_client,
 )
 from core.models import LogEntry
 from core.models.webhooks import WebhookOutbox, WebhookState
 from core.services.logs import log_event
+from core.services.tasklock import lock_acquire, lock_release
 
 log = logging.getLogger("zspb.webhooks")
 
@@ -152,6 +158,23 @@ def _trim_backlog(journal: str) -> int:
     return len(oldest)
 
 
+def _interrupted(journal: str) -> tuple[str, list[int]]:
+    """Rows a previous delivery marked as being posted but never confirmed: it was killed, or
+    Discord gave no answer. They may be in the channel already, so they are not sent again
+    (a line is posted at most once); a note names them instead (the note and those rows'
+    ids are returned: the rows go once the note is posted), and the journal keeps them."""
+    marked = list(WebhookOutbox.objects.filter(journal=journal, posting_at__isnull=False)
+                  .order_by("entry_id").values_list("pk", "entry_id"))
+    if not marked:
+        return "", []
+    log.warning("webhook %s: %d lines of an interrupted delivery are not sent again",
+                journal, len(marked))
+    note = (f"… a delivery was interrupted: {len(marked)} lines (journal entries "
+            f"#{marked[0][1]} to #{marked[-1][1]}) may be missing above (see the journal in the "
+            f"admin)")
+    return note, [pk for pk, _entry in marked]
+
+
 def _deliver_journal(
     client: DiscordClient, journal: str, url: str, report: DeliveryReport, *, deadline: float
 ) -> None:
@@ -164,20 +187,27 @@ def _deliver_journal(
     if state.not_before > timezone.now():
         report.stopped[journal] = "backing off"
         return
+    interrupted, noted = _interrupted(journal)
+    notes = [interrupted]
     dropped = _trim_backlog(journal)
     report.dropped += dropped
-    note = f"… {dropped} older lines were not posted (see the journal in the admin)" if (
-        dropped) else ""
+    if dropped:
+        notes.append(f"… {dropped} older lines were not posted (see the journal in the admin)")
+    note = "\n".join(n for n in notes if n)
     label = LogEntry.Category(journal).label
     while time.monotonic() < deadline:
-        rows = list(pending.select_related("entry").order_by("id")[:ROWS_PER_READ])
-        if not rows:
+        rows = list(pending.filter(posting_at__isnull=True).select_related("entry")
+                    .order_by("id")[:ROWS_PER_READ])
+        if not rows and not note:
             return
         messages = pack_lines([(row.pk, journal_line(row.entry)) for row in rows],
-                              first_note=note)
+                              first_note=note) or [(note, [])]
         note = ""
         for content, ids in messages:
             if time.monotonic() >= deadline:
+                return
+            if not _mark_posting(ids):
+                report.stopped[journal] = "busy"
                 return
             try:
                 client.webhook_execute(url=url, content=content,
@@ -191,19 +221,51 @@ def _deliver_journal(
                 WebhookOutbox.objects.filter(pk__in=ids).delete()
                 continue
             except DiscordRateLimited:
+                _unmark_posting(ids)
                 report.stopped[journal] = "rate limited"
                 return
+            except DiscordUnconfirmed as exc:
+                # Possibly posted: the rows stay marked, and the next delivery notes them.
+                _back_off(state, exc)
+                report.stopped[journal] = "unconfirmed"
+                return
             except DiscordError as exc:
+                _unmark_posting(ids)
                 _back_off(state, exc)
                 report.stopped[journal] = "unavailable"
                 return
-            WebhookOutbox.objects.filter(pk__in=ids).delete()
+            WebhookOutbox.objects.filter(pk__in=ids + noted).delete()
+            noted = []
             report.messages += 1
             report.lines += len(ids)
             if state.failures:
                 state.failures, state.last_error = 0, ""
             state.delivered_at = timezone.now()
             state.save(update_fields=["failures", "last_error", "delivered_at"])
+        if not rows:
+            return
+
+
+def _mark_posting(ids: list[int]) -> bool:
+    """Mark the message's rows as being posted, committed before the request is sent (mark
+    before send: a kill after sending must not lead to a second post). False when another
+    delivery (two takers of a lock; see tasklock) already holds some of them."""
+    if not ids:
+        return True
+    now = timezone.now()
+    marked = WebhookOutbox.objects.filter(pk__in=ids, posting_at__isnull=True).update(
+        posting_at=now)
+    if marked == len(ids):
+        return True
+    WebhookOutbox.objects.filter(pk__in=ids, posting_at=now).update(posting_at=None)
+    log.warning("webhook rows %s are being posted by another delivery", ids[:5])
+    return False
+
+
+def _unmark_posting(ids: list[int]) -> None:
+    """Discord refused the message (429, 5xx, connection refused): it was not posted."""
+    if ids:
+        WebhookOutbox.objects.filter(pk__in=ids).update(posting_at=None)
 
 
 def webhooks_deliver(
@@ -211,11 +273,12 @@ def webhooks_deliver(
 ) -> DeliveryReport:
     """Post pending journal lines. One delivery at a time, so lines keep their order."""
     report = DeliveryReport()
-    token = secrets.token_hex(8)
-    # At most django-q2's task timeout: a killed delivery's lock frees itself soon after.
+    # At most django-q2's task timeout; a delivery killed outright is taken over at once on
+    # the same host (tasklock), else when this runs out.
     task_timeout = settings.Q_CLUSTER.get("timeout", 60)
     ttl = max(int(time_budget) + 5, task_timeout if isinstance(task_timeout, int) else 60)
-    if not cache.add(LOCK_KEY, token, timeout=ttl):
+    token = lock_acquire(LOCK_KEY, ttl=ttl)
+    if token is None:
         report.stopped["*"] = "busy"
         return report
     own = client is None
@@ -232,6 +295,5 @@ def webhooks_deliver(
     finally:
         if own:
             client.close()
-        if cache.get(LOCK_KEY) == token:
-            cache.delete(LOCK_KEY)
+        lock_release(LOCK_KEY, token)
     return report

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,6 +19,7 @@ from django.db import models
 from django.utils import timezone
 
 from core.discord.rest import (
+    MISSING_PERMISSIONS,
     UNKNOWN_MEMBER,
     UNKNOWN_ROLE,
     DiscordAuthError,
@@ -41,6 +41,7 @@ from core.services.rolesync.outbox import (
     enqueue_drain,
     unlinked_ids,
 )
+from core.services.tasklock import lock_acquire, lock_release
 
 log = logging.getLogger("zspb.rolesync")
 
@@ -61,10 +62,14 @@ UNKNOWN_MEMBER_WAIT = timedelta(days=30)
 AUTH_HALT_SECONDS = 600
 # One error journal entry per misconfiguration, repeated at most daily while it lasts.
 ALERT_SECONDS = 86_400
+# 403/50013 on one role (above the bot's): that role is left alone this long by every drain,
+# then probed again with one request; the other roles and members carry on meanwhile.
+FORBIDDEN_ROLE_SECONDS = 600
 
 LOCK_KEY = f"{KEY_PREFIX}:drain-lock"
 HALT_KEY = f"{KEY_PREFIX}:halted-until"
 AUTH_ALERT_KEY = f"{KEY_PREFIX}:alerted:auth"
+FORBIDDEN_ROLE_PREFIX = f"{KEY_PREFIX}:forbidden-role:"
 # After an outage, logins skip their Discord check for a while instead of waiting on it.
 OUTAGE_KEY = f"{KEY_PREFIX}:outage"
 OUTAGE_SECONDS = 60
@@ -110,6 +115,8 @@ def converge(
             raise UnknownMember() from None
         raise
     add, remove = role_diff(current=member.roles, wanted=wanted, managed=managed)
+    forbidden = forbidden_roles(add | remove)
+    add, remove = add - forbidden, remove - forbidden
     # Removals first: after a ban, access goes before anything else happens.
     for role_id in sorted(remove):
         _role_call(client, add=False, guild_id=guild_id, discord_id=discord_id, role_id=role_id,
@@ -117,6 +124,14 @@ def converge(
     for role_id in sorted(add):
         _role_call(client, add=True, guild_id=guild_id, discord_id=discord_id, role_id=role_id,
                    reason=reason, deadline=deadline)
+
+
+def forbidden_roles(role_ids: set[int]) -> set[int]:
+    """The roles among `role_ids` that Discord recently refused to let the bot edit."""
+    if not role_ids:
+        return set()
+    found = cache.get_many([FORBIDDEN_ROLE_PREFIX + str(r) for r in role_ids])
+    return {int(key.removeprefix(FORBIDDEN_ROLE_PREFIX)) for key in found}
 
 
 def _role_call(
@@ -127,6 +142,19 @@ def _role_call(
     try:
         call(guild_id=guild_id, user_id=discord_id, role_id=role_id, reason=reason,
              deadline=deadline)
+    except DiscordAuthError as exc:
+        if exc.status != 403 or exc.code != MISSING_PERMISSIONS:
+            raise  # a bad token or no access to the guild: halt (see _drain_one)
+        # This role is above the bot's (or the bot lacks Manage Roles): the member's other
+        # roles and other members can still be applied. The role is skipped for a while, so
+        # it costs one invalid request per period instead of one per member.
+        cache.set(FORBIDDEN_ROLE_PREFIX + str(role_id), 1, timeout=FORBIDDEN_ROLE_SECONDS)
+        alert_once(key=f"{KEY_PREFIX}:alerted:forbidden-role:{role_id}",
+                   action="discord.role_forbidden",
+                   data={"role_id": str(role_id), "status": exc.status, "code": exc.code,
+                         "hint": "The bot may not edit this role: drag the bot's role above "
+                                 "it (Server Settings -> Roles) and check its Manage Roles "
+                                 "permission. Members get it at the next reconcile."})
     except DiscordNotFound as exc:
         if exc.code == UNKNOWN_MEMBER:
             raise UnknownMember() from None
@@ -220,8 +248,8 @@ def halt(exc: DiscordError) -> None:
 
 
 def _lock_ttl(time_budget: float) -> int:
-    # django-q2 kills a task at its timeout, so a lock never needs to outlive it; a killed
-    # drain's lock then frees itself soon after.
+    # django-q2 kills a task at its timeout, so a lock never needs to outlive it; a drain
+    # killed outright is taken over at once on the same host (tasklock), else after this.
     task_timeout = settings.Q_CLUSTER.get("timeout", 60)
     return max(int(time_budget) + 5, task_timeout if isinstance(task_timeout, int) else 60)
 
@@ -240,10 +268,10 @@ def role_sync_drain(
     if halted():
         report.stopped = "halted"
         return report
-    token = secrets.token_hex(8)
     # One drain at a time keeps a bucket's requests in one place; leases keep it correct
     # even where the cache is per process (development).
-    if not cache.add(LOCK_KEY, token, timeout=_lock_ttl(time_budget)):
+    token = lock_acquire(LOCK_KEY, ttl=_lock_ttl(time_budget))
+    if token is None:
         report.stopped = "busy"
         return report
     own = client is None
@@ -253,8 +281,7 @@ def role_sync_drain(
     finally:
         if own:
             client.close()
-        if cache.get(LOCK_KEY) == token:
-            cache.delete(LOCK_KEY)
+        lock_release(LOCK_KEY, token)
         cache.delete(ENQUEUED_KEY)
     if report.stopped in ("", "limit", "budget") and RoleSyncRequest.objects.filter(
         not_before__lte=timezone.now()
