@@ -66,7 +66,7 @@ def job_env(discord_standin: DiscordStandin) -> dict[str, str]:
         "ZSPB_TEST_SET": json.dumps({"core.services.rolesync.drain.LEASE": LEASE_SECONDS}),
     })
     for journal, url in settings.WEBHOOK_URLS.items():
-        env[f"WEBHOOK_{journal.upper()}_URL"] = url
+        env[f"WEBHOOK_{journal.upper()}_URL"] = str(url)
     return env
 
 
@@ -153,6 +153,7 @@ def assert_converged(standin: DiscordStandin, users: list[User]) -> None:
     managed = managed_role_ids()
     for user in users:
         user = User.objects.select_related("role").get(pk=user.pk)
+        assert user.discord_id is not None
         roles = standin.roles_of(user.discord_id)
         assert roles is not None
         assert roles & managed == member_wanted_roles(user=user), user.username
@@ -243,7 +244,7 @@ def test_expiry_jobs_killed_mid_way_miss_nothing(
     assert not Ban.objects.filter(lifted_at__isnull=True).exists()
     assert User.objects.filter(pk__in=[u.pk for u in banned], is_active=True).count() == 8
     lifted = LogEntry.objects.filter(action="user.ban_expired")
-    assert sorted(e.target_id for e in lifted) == sorted(u.pk for u in banned)
+    assert sorted(int(e.target_id or 0) for e in lifted) == sorted(u.pk for u in banned)
     assert RoleSyncRequest.objects.filter(user__in=banned).count() == 8
 
 
