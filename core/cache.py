@@ -51,7 +51,6 @@ class Outage:
     down_since: float | None = None  # time.time() of the first failure, None while up
     next_try: float = 0.0  # time.monotonic() before which Redis is not asked again
     journaled: bool = False
-    last_error: str = ""
 
     @property
     def down(self) -> bool:
@@ -158,7 +157,6 @@ class ResilientRedisCache(RedisCache):
             if first:
                 outage.down_since = time.time()
             outage.next_try = time.monotonic() + RETRY_SECONDS
-            outage.last_error = type(error).__name__
             pending = not outage.journaled
         if first:
             log.error("Redis cache at %s unreachable (%s: %s); using a per-process local "
