@@ -20,7 +20,8 @@ makes 10,000 invalid (401/403/429) requests in 10 minutes:
 Waits are bounded by the caller (`max_wait`, `deadline`): a login check gives up in a second,
 a background drain waits as long as its task may run. 5xx answers and transport errors are
 retried with exponential back-off, then raised as `DiscordUnavailable` for the caller to keep
-its work pending.
+its work pending; a webhook post, the one request that is not safe to repeat, is retried only
+when it never left (connection refused), else raised as `DiscordUnconfirmed`.
 """
 
 from __future__ import annotations

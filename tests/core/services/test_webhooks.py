@@ -3,6 +3,8 @@ suppressed, a deleted webhook disabled with one error entry, and no request ever
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import transaction
 from django.utils import timezone
@@ -153,6 +155,40 @@ class TestDelivery:
         make_due()
         webhooks_deliver()
         assert len(discord_standin.messages("moderation")) == 1
+
+    def test_a_post_without_an_answer_is_never_sent_again(self, discord_standin):
+        """A read timeout: Discord may have posted it. At most once: the next delivery names
+        those entries in a note instead of posting them a second time."""
+        entries = [log_event(category="user", action="user.login", data={"n": n})
+                   for n in range(3)]
+        discord_standin.script(Fault.slow(0.5), path="/webhooks/")
+        with rest.discord_client(timeout=0.2) as client:
+            report = webhooks_deliver(client=client)
+        assert report.stopped == {"user": "unconfirmed"}
+        assert len(discord_standin.served(group="webhook")) == 1  # not retried
+        assert WebhookOutbox.objects.filter(posting_at__isnull=False).count() == 3
+        time.sleep(0.5)  # the stand-in answers the slow request (too late for the client)
+        log_event(category="user", action="user.logout")
+        make_due()
+        webhooks_deliver()
+        lines = lines_posted(discord_standin, "user")
+        for entry in entries:  # the slow answer did post them, once
+            assert lines.count(journal_line(entry)) == 1
+        note = (f"… a delivery was interrupted: 3 lines (journal entries #{entries[0].pk} to "
+                f"#{entries[-1].pk}) may be missing above (see the journal in the admin)")
+        assert lines.count(note) == 1
+        assert any("user.logout" in line for line in lines)
+        assert not WebhookOutbox.objects.exists()
+
+    def test_a_refused_post_is_retried(self, discord_standin):
+        log_event(category="user", action="user.login")
+        discord_standin.script(*[Fault.server_error(503)] * 3, path="/webhooks/")
+        assert webhooks_deliver().stopped == {"user": "unavailable"}
+        assert WebhookOutbox.objects.filter(posting_at__isnull=True).count() == 1
+        make_due()
+        webhooks_deliver()
+        assert len(lines_posted(discord_standin, "user")) == 1
+        assert not any("interrupted" in m.content for m in discord_standin.messages("user"))
 
     def test_long_backlog_is_trimmed_with_a_note(self, discord_standin, monkeypatch):
         monkeypatch.setattr(webhooks, "BACKLOG_MAX", 5)
