@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from django.http import HttpRequest
-from ninja import Router, Schema
-from pydantic import ConfigDict, StringConstraints, model_validator
+from ninja import Body, Router, Schema
+from pydantic import ConfigDict, GetJsonSchemaHandler, StringConstraints
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from api.errors import ERRORS
 from api.net import client_ip
@@ -30,23 +32,38 @@ AccountName = Annotated[str, StringConstraints(strip_whitespace=True, min_length
                                                max_length=150, pattern=r"^[\w.@+-]+$")]
 
 
-class LicenseCheckIn(Schema):
+class _LicenseCheckBase(Schema):
     model_config = ConfigDict(extra="forbid")
 
     product: ProductSlug
     hwid: Hwid
     nonce: Nonce
-    key: LicenseKeyText | None = None
-    username: AccountName | None = None
-    password: LicensePassword | None = None
 
-    @model_validator(mode="after")
-    def _one_mode(self) -> LicenseCheckIn:
-        by_key = self.key is not None and self.username is None and self.password is None
-        by_account = self.key is None and self.username is not None and self.password is not None
-        if not (by_key or by_account):
-            raise ValueError("send either key, or username and password")
-        return self
+
+class LicenseCheckByKeyIn(_LicenseCheckBase):
+    key: LicenseKeyText
+
+
+class LicenseCheckByAccountIn(_LicenseCheckBase):
+    username: AccountName
+    password: LicensePassword
+
+
+class _OneOf:
+    """Publishes a union as `oneOf`: pydantic writes `anyOf`, but with no extra properties
+    allowed exactly one mode matches any acceptable body, and `oneOf` says so to clients and
+    fuzzers (a body with both modes or neither matches none and answers 422)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema,
+                                     handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if "anyOf" in schema:
+            schema["oneOf"] = schema.pop("anyOf")
+        return schema
+
+
+LicenseCheckIn = Annotated[LicenseCheckByKeyIn | LicenseCheckByAccountIn, _OneOf, Body()]
 
 
 class LicenseAnswerOut(Schema):
@@ -62,12 +79,18 @@ class PublicKeyOut(Schema):
 @router.post("/check", auth=None, response={200: LicenseAnswerOut, **ERRORS},
              operation_id="license_check",
              summary="Check a licence by key or account for a machine; signed answer",
-             description="Always 200 with a signed payload unless throttled (429) or malformed "
-                         "(422). `valid` is false for every refusal reason alike.")
+             description="The body is one of two modes: a key, or a username and a password; "
+                         "both or neither is malformed (422). Always 200 with a signed payload "
+                         "unless throttled (429) or malformed. The payload names the product, "
+                         "the HWID and key or account digests and the nonce; `valid` is false "
+                         "for every refusal reason alike.")
 def check(request: HttpRequest, body: LicenseCheckIn) -> LicenseAnswer:
+    if isinstance(body, LicenseCheckByKeyIn):
+        return license_check(request=request, ip=client_ip(request), product=body.product,
+                             hwid=body.hwid, nonce=body.nonce, key=body.key)
     return license_check(request=request, ip=client_ip(request), product=body.product,
-                         hwid=body.hwid, nonce=body.nonce, key=body.key,
-                         username=body.username, password=body.password)
+                         hwid=body.hwid, nonce=body.nonce, username=body.username,
+                         password=body.password)
 
 
 @router.get("/public-key", auth=None, response={200: PublicKeyOut, **ERRORS},

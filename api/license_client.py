@@ -1,12 +1,15 @@
 """Reference licence client for loader authors: standard library (urllib) plus PyNaCl only.
 
 Copy this file into a loader (it imports nothing from the site). It sends a fresh random
-nonce, then trusts an answer only if all three hold:
+nonce, then trusts an answer (a refusal too) only if all of these hold:
 
 1. the Ed25519 signature verifies with the public key pinned in the loader (never fetched at
    run time: whoever could tamper with the answer could tamper with a fetched key too);
 2. the payload echoes the nonce sent (an old answer cannot be replayed);
-3. the payload's timestamp is within `max_skew` seconds of the local clock.
+3. the payload's timestamp is within `max_skew` seconds of the local clock;
+4. the payload is version 2 and names what was asked: the product, and the digests of the HWID
+   and of the key or account sent (an answer issued for another machine, product or licence,
+   e.g. passed on by a relay from one bound licence, is refused).
 
     result = check_license("https://example.org", product="loader", hwid=machine_id(),
                            key="ZSPB-XXXXX-XXXXX-XXXXX-XXXXX", public_key_b64=PINNED_KEY)
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import json
 import secrets
@@ -33,6 +37,7 @@ from nacl.signing import VerifyKey
 
 CHECK_PATH = "/api/license/check"
 DEFAULT_TIMEOUT = 15.0
+PAYLOAD_VERSION = 2
 
 
 class LicenseError(Exception):
@@ -96,9 +101,21 @@ def _post(opener: Opener, url: str, body: dict[str, Any], timeout: float) -> dic
     return answer
 
 
-def verify_answer(answer: dict[str, Any], *, public_key_b64: str, nonce: str,
+def binding_digest(kind: str, value: str) -> str:
+    """SHA-256 hex of "zspb-<kind>-v1:" + value (UTF-8), kind "hwid", "key" or "account",
+    value exactly as sent: how a signed answer names the machine and licence it is for."""
+    return hashlib.sha256(f"zspb-{kind}-v1:{value}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _same(signed: Any, wanted: str) -> bool:
+    return isinstance(signed, str) and hmac.compare_digest(signed.encode(), wanted.encode())
+
+
+def verify_answer(answer: dict[str, Any], *, public_key_b64: str, nonce: str, product: str,
+                  hwid: str, key: str | None = None, username: str | None = None,
                   max_skew: float = 300) -> dict[str, Any]:
-    """Return the decoded payload of a signed answer, or raise LicenseVerificationError."""
+    """Return the decoded payload of a signed answer to the request made with these `product`,
+    `hwid`, `nonce` and `key` (or `username`), or raise LicenseVerificationError."""
     try:
         payload = base64.b64decode(str(answer["payload"]), validate=True)
         signature = base64.b64decode(str(answer["signature"]), validate=True)
@@ -113,14 +130,25 @@ def verify_answer(answer: dict[str, Any], *, public_key_b64: str, nonce: str,
     data = json.loads(payload)
     if not isinstance(data, dict):
         raise LicenseVerificationError("the signed payload is not an object")
-    echoed = data.get("nonce")
-    if not isinstance(echoed, str) or not hmac.compare_digest(echoed.encode(), nonce.encode()):
+    if not _same(data.get("nonce"), nonce):
         raise LicenseVerificationError("nonce mismatch: the answer is not for this request")
     timestamp = data.get("timestamp")
     if type(timestamp) is not int or abs(_now() - timestamp) > max_skew:
         raise LicenseVerificationError("stale answer: timestamp outside the allowed skew")
+    if type(data.get("v")) is not int or data["v"] != PAYLOAD_VERSION:
+        raise LicenseVerificationError("unknown payload version")
     if type(data.get("valid")) is not bool:
         raise LicenseVerificationError("the signed payload has no verdict")
+    if not _same(data.get("product"), product):
+        raise LicenseVerificationError("the answer is for another product")
+    if not _same(data.get("hwid_digest"), binding_digest("hwid", hwid)):
+        raise LicenseVerificationError("the answer is for another machine")
+    if key is not None:
+        bound, absent = ("key_digest", binding_digest("key", key)), "account_digest"
+    else:
+        bound, absent = ("account_digest", binding_digest("account", username or "")), "key_digest"
+    if not _same(data.get(bound[0]), bound[1]) or absent in data:
+        raise LicenseVerificationError("the answer is for another licence")
     return data
 
 
@@ -146,6 +174,8 @@ def check_license(
     by_account = key is None and username is not None and password is not None
     if not (by_key or by_account):
         raise ValueError("pass either key, or username and password")
+    if username is not None:
+        username = username.strip()  # the server strips it; the digest is of what it sees
     nonce = secrets.token_hex(16)
     body: dict[str, Any] = {"product": product, "hwid": hwid, "nonce": nonce}
     if by_key:
@@ -155,11 +185,10 @@ def check_license(
         body["password"] = password
     url = base_url.rstrip("/") + CHECK_PATH
     answer = _post(opener or urllib.request.build_opener(), url, body, timeout)
-    data = verify_answer(answer, public_key_b64=public_key_b64, nonce=nonce, max_skew=max_skew)
+    data = verify_answer(answer, public_key_b64=public_key_b64, nonce=nonce, product=product,
+                         hwid=hwid, key=key, username=username, max_skew=max_skew)
     if not data["valid"]:
         return LicenseResult(valid=False, nonce=nonce, timestamp=data["timestamp"])
-    if data.get("product") != product:
-        raise LicenseVerificationError("the answer is for another product")
     try:
         expires_at = datetime.fromisoformat(str(data["expires_at"]))
     except (KeyError, ValueError):

@@ -1,13 +1,17 @@
 """The loader's licence check (signed answers, HWID binding) and the staff HWID reset.
 
-Every refusal produces the same signed answer, `{"valid": false, "nonce", "timestamp"}`, so
-the outside cannot tell an unknown key from a banned owner or a wrong machine; the reason is
-written to the user journal only.
+Every answer, refusals included, is signed and names what it was asked about: the product, a
+digest of the machine's HWID and of the key or account (see `binding_digest`), the nonce and the
+time, so a loader can refuse an answer issued for another machine or licence. Every refusal has
+the same shape and does the same work (the same queries), so neither its content nor its timing
+tells an unknown key from a banned owner or a wrong machine; the reason is written to the user
+journal only.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import json
 import time
@@ -30,11 +34,11 @@ from core.errors import (
     MachineResetDisabled,
     NotFound,
 )
-from core.models import LicenseKey, LoaderRelease, Product, Subscription, User
+from core.models import LicenseKey, LoaderRelease, Subscription, User
 from core.selectors.licensing import (
     license_key_by_digest,
     license_signing_key,
-    subscription_by_slug,
+    product_and_subscription,
     subscription_of,
 )
 from core.services.access import ensure_capability
@@ -65,8 +69,20 @@ class _Grant:
     hwid_bound: bool
 
 
+# Bumped whenever the signed payload changes meaning; loaders refuse versions they do not know.
+PAYLOAD_VERSION = 2
+
+
 def hwid_digest(hwid: str) -> str:
+    """The keyed digest stored on a subscription (the site never stores the HWID itself)."""
     return digest(hwid, purpose="hwid")
+
+
+def binding_digest(kind: str, value: str) -> str:
+    """Public digest naming, in a signed answer, the machine ("hwid"), key ("key") or account
+    ("account") it was issued for: SHA-256 hex of "zspb-<kind>-v1:" + the value exactly as
+    sent, UTF-8. Unkeyed on purpose: the loader recomputes it from what it sent (no secret)."""
+    return hashlib.sha256(f"zspb-{kind}-v1:{value}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def canonical_json(body: dict[str, Any]) -> bytes:
@@ -84,9 +100,15 @@ def _signed(body: dict[str, Any]) -> LicenseAnswer:
 
 
 def _user_by_key(lookup: str | None, product: str) -> tuple[User, Subscription | None]:
+    # Both queries run whatever the outcome (a malformed or unknown key looks up nothing twice):
+    # a refusal that stopped after the first one would answer a query's time sooner than a
+    # wrong machine or a lapsed subscription, and tell them apart.
+    licence = license_key_by_digest(lookup=lookup or "-")
+    subscription = subscription_of(
+        user_id=licence.redeemed_by_id if licence and licence.redeemed_by_id else 0,
+        product_id=licence.product_id if licence else 0)
     if lookup is None:
         raise _Refused("key_malformed")
-    licence = license_key_by_digest(lookup=lookup)
     if licence is None:
         raise _Refused("key_unknown")
     if licence.status == LicenseKey.Status.FREE:
@@ -102,7 +124,7 @@ def _user_by_key(lookup: str | None, product: str) -> tuple[User, Subscription |
         raise _Refused("user_banned", user)
     if not licence.product.is_active:
         raise _Refused("product_inactive", user)
-    return user, subscription_of(user_id=user.pk, product_id=licence.product_id)
+    return user, subscription
 
 
 def _user_by_password(
@@ -121,11 +143,11 @@ def _user_by_password(
         raise _Refused("bad_credentials")
     if not user.is_active:
         raise _Refused("user_banned", user)
-    subscription = subscription_by_slug(user_id=user.pk, product_slug=product)
-    if subscription is not None and not subscription.product.is_active:
-        raise _Refused("product_inactive", user)
-    if subscription is None and not Product.objects.filter(slug=product).exists():
+    wanted, subscription = product_and_subscription(user_id=user.pk, product_slug=product)
+    if wanted is None:
         raise _Refused("product_unknown", user)
+    if subscription is not None and not wanted.is_active:
+        raise _Refused("product_inactive", user)
     return user, subscription
 
 
@@ -154,6 +176,7 @@ def _evaluate(
     *, request: HttpRequest, product: str, hwid: str, key: str | None, lookup: str | None,
     username: str | None, password: str | None,
 ) -> _Grant:
+    stored_hwid = hwid_digest(hwid)  # before any refusal, so every path pays for it
     if key is not None:
         user, subscription = _user_by_key(lookup, product)
     else:
@@ -164,7 +187,7 @@ def _evaluate(
     subscription.user = user  # already loaded; spares a query when journaling a mismatch
     if not subscription.is_active:
         raise _Refused("subscription_expired", user)
-    bound = _bind_hwid(subscription, hwid_digest(hwid))
+    bound = _bind_hwid(subscription, stored_hwid)
     return _Grant(user=user, subscription=subscription, hwid_bound=bound)
 
 
@@ -198,6 +221,17 @@ def license_check(
     rate_limit(scope="license_subject", ident=subject)
 
     mode = "key" if by_key else "account"
+    # What the answer is about, signed into every answer, refusals too: without it one bound
+    # licence behind a relay could answer for any number of machines, and a recorded refusal
+    # could be replayed against another machine.
+    binding = {
+        "v": PAYLOAD_VERSION,
+        "nonce": nonce,
+        "product": product,
+        "hwid_digest": binding_digest("hwid", hwid),
+        **({"key_digest": binding_digest("key", key)} if key is not None
+           else {"account_digest": binding_digest("account", username or "")}),
+    }
     try:
         grant = _evaluate(request=request, product=product, hwid=hwid, key=key, lookup=lookup,
                           username=username, password=password)
@@ -206,7 +240,7 @@ def license_check(
                   data={"reason": refused.reason, "mode": mode, "product": product[:50],
                         **({"username": (username or "")[:150]} if by_account else {})},
                   ip=ip)
-        return _signed({"valid": False, "nonce": nonce})
+        return _signed({**binding, "valid": False})
     subscription = grant.subscription
     log_event(category=Category.USER, action="license.check_ok", actor=grant.user,
               data={"mode": mode, "product": product, "subscription_id": subscription.pk,
@@ -216,9 +250,8 @@ def license_check(
     latest = LoaderRelease.objects.filter(published=True).order_by("-created_at", "-id").only(
         "version", "sha256").first()
     return _signed({
+        **binding,
         "valid": True,
-        "nonce": nonce,
-        "product": product,
         "expires_at": subscription.expires_at.isoformat(),
         "username": grant.user.get_username(),
         "latest_version": latest.version if latest else None,

@@ -19,7 +19,9 @@ import api.license_client as license_client
 from api.license_client import (
     LicenseServerError,
     LicenseVerificationError,
+    binding_digest,
     check_license,
+    verify_answer,
 )
 from config.behaviour import Rate
 from core.models import LogEntry, Subscription
@@ -27,6 +29,7 @@ from core.services.bans import ban_create
 from core.services.keys import key_redeem, keys_generate
 from core.services.licensing import subscription_reset_hwid
 from tests.api.conftest import assert_error
+from tests.core.services.test_licensing import _refusal_world
 from tests.factories import ProductFactory, UserFactory
 
 CHECK = "/api/license/check"
@@ -103,6 +106,20 @@ class TamperOpener:
                        expires_at="2099-01-01T00:00:00+00:00")
         body["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
         return io.BytesIO(json.dumps(body).encode())
+
+
+class RelayOpener:
+    """A relay that swaps the loader's machine and key for its own, keeping the nonce."""
+
+    def __init__(self, **swap):
+        self.swap = swap
+
+    def open(self, request, data=None, timeout=None):
+        body = json.loads(request.data)
+        body.update(self.swap)
+        request.data = json.dumps(body).encode()
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return io.BytesIO(response.read())
 
 
 @LIVE
@@ -199,6 +216,24 @@ class TestReferenceClient:
             check_license(live_server.url, **kwargs)
         assert caught.value.status == 429 and caught.value.retry_after
 
+    def test_relay_from_another_machine_is_refused(self, live_server, pinned, moderator,
+                                                   member, roles, product):
+        # A relay holding one bound licence answers every loader with a check of its own.
+        relay_code = _key_for(moderator, member, product)
+        assert check_license(live_server.url, product="loader", hwid="relay-pc", key=relay_code,
+                             public_key_b64=pinned).valid
+        victim = UserFactory.create(username="victim", role=roles["user"])
+        victim_code = _key_for(moderator, victim, product)
+        relay = RelayOpener(hwid="relay-pc", key=relay_code)
+        with pytest.raises(LicenseVerificationError, match="another machine"):
+            check_license(live_server.url, product="loader", hwid="victim-pc", key=victim_code,
+                          public_key_b64=pinned, opener=relay)
+        # same machine id, another licence: still not the loader's answer
+        relay = RelayOpener(hwid="relay-pc", key=relay_code)
+        with pytest.raises(LicenseVerificationError, match="another licence"):
+            check_license(live_server.url, product="loader", hwid="relay-pc", key=victim_code,
+                          public_key_b64=pinned, opener=relay)
+
     def test_client_refuses_mixed_modes(self, pinned):
         with pytest.raises(ValueError, match="either"):
             check_license("http://127.0.0.1:9", product="loader", hwid="hw", key="k",
@@ -213,14 +248,7 @@ class TestCheckEndpoint:
         code = _key_for(moderator, member, product)
         free = keys_generate(actor=moderator, product=product, duration=timedelta(days=1),
                              count=1).codes[0]
-        banned = UserFactory.create(username="banned", role=roles["user"])
-        banned_code = _key_for(moderator, banned, product)
-        ban_create(actor=moderator, user=banned, reason="x")
-        lapsed = UserFactory.create(username="lapsed", role=roles["user"])
-        lapsed_code = _key_for(moderator, lapsed, product)
-        Subscription.objects.filter(user=lapsed).update(
-            expires_at=timezone.now() - timedelta(seconds=1))
-        UserFactory.create(username="nosub", role=roles["user"])
+        banned_code, lapsed_code = _refusal_world(moderator, roles, product)
         base = {"product": "loader", "hwid": "pc-1", "nonce": NONCE}
         assert _payload(_post(client, {**base, "key": code}), pinned)["valid"] is True
 
@@ -240,17 +268,26 @@ class TestCheckEndpoint:
             ("product_unknown", {"username": "member", "password": PASSWORD,
                                  "product": "nope"}),
         ]
-        sizes, outside = set(), []
+        sizes: dict[tuple[str, ...], set[int]] = {}
+        outside = []
         for _, case in cases:
-            response = _post(client, {**base, **case})
+            body = {**base, **case}
+            response = _post(client, body)
             data = _payload(response, pinned)
-            assert data["nonce"] == NONCE
-            assert abs(data["timestamp"] - time.time()) < 5
-            del data["nonce"], data["timestamp"]
+            assert abs(data.pop("timestamp") - time.time()) < 5
+            # What the request asked is echoed (signed) in every refusal, nothing more
+            echoed = {"nonce": NONCE, "product": body["product"],
+                      "hwid_digest": binding_digest("hwid", body["hwid"])}
+            if "key" in case:
+                echoed["key_digest"] = binding_digest("key", case["key"])
+            else:
+                echoed["account_digest"] = binding_digest("account", case["username"])
+            assert {name: data.pop(name) for name in echoed} == echoed
             outside.append(data)
-            sizes.add(len(response.content))
-        assert outside == [{"valid": False}] * len(cases)
-        assert len(sizes) == 1  # not even the length differs
+            sizes.setdefault((body["product"], *sorted(echoed)), set()).add(len(response.content))
+        assert outside == [{"v": 2, "valid": False}] * len(cases)
+        # not even the length differs between reasons, for the same product and mode
+        assert all(len(lengths) == 1 for lengths in sizes.values()), sizes
         reasons = list(LogEntry.objects.filter(action="license.check_failed")
                        .order_by("id").values_list("data__reason", flat=True))
         assert reasons == [reason for reason, _ in cases]
@@ -381,3 +418,60 @@ class TestQueryCounts:
         refused_small = _queries(client, refused)
         _seed(moderator, roles, product, 10)
         assert _queries(client, refused) == refused_small
+
+
+@pytest.mark.django_db
+class TestAnswerBinding:
+    """A real signed answer, verified as the reference client does, against other requests."""
+
+    def _answer(self, client, **body):
+        body = {"product": "loader", "hwid": "pc-A", "nonce": NONCE, **body}
+        response = _post(client, body)
+        assert response.status_code == 200
+        return response.json()
+
+    def _verify(self, answer, pinned, **asked):
+        asked = {"product": "loader", "hwid": "pc-A", "nonce": NONCE, **asked}
+        return verify_answer(answer, public_key_b64=pinned, **asked)
+
+    def test_own_answer_is_accepted(self, client, pinned, moderator, member, product):
+        code = _key_for(moderator, member, product)
+        data = self._verify(self._answer(client, key=code), pinned, key=code)
+        assert data["valid"] is True and data["v"] == 2
+        refused = self._verify(self._answer(client, key="ZSPB-00000-00000-00000-00000"),
+                               pinned, key="ZSPB-00000-00000-00000-00000")
+        assert refused["valid"] is False
+        by_account = self._answer(client, username="member", password=PASSWORD)
+        assert self._verify(by_account, pinned, username="member")["valid"] is True
+
+    def test_answer_for_another_machine_product_or_licence_is_refused(
+        self, client, pinned, moderator, member, product
+    ):
+        ProductFactory.create(slug="other")
+        code = _key_for(moderator, member, product)
+        answer = self._answer(client, key=code)
+        for asked, error in (
+            ({"key": code, "hwid": "pc-B"}, "another machine"),
+            ({"key": code, "product": "other"}, "another product"),
+            ({"key": "ZSPB-11111-11111-11111-11111"}, "another licence"),
+            ({"key": code.lower()}, "another licence"),  # the key exactly as sent
+            ({"username": "member"}, "another licence"),
+        ):
+            with pytest.raises(LicenseVerificationError, match=error):
+                self._verify(answer, pinned, **asked)
+
+    def test_refusal_for_another_machine_is_refused_too(self, client, pinned):
+        answer = self._answer(client, key="ZSPB-00000-00000-00000-00000")
+        with pytest.raises(LicenseVerificationError, match="another machine"):
+            self._verify(answer, pinned, key="ZSPB-00000-00000-00000-00000", hwid="pc-B")
+
+    def test_version_1_payload_is_refused(self, pinned, settings):
+        # An answer signed by the right key but without the binding (the old format).
+        raw = json.dumps({"valid": True, "nonce": NONCE, "timestamp": int(time.time()),
+                          "product": "loader", "expires_at": "2099-01-01T00:00:00+00:00"},
+                         sort_keys=True, separators=(",", ":")).encode()
+        signature = SigningKey(bytes.fromhex(settings.LICENSE_SIGNING_KEY)).sign(raw).signature
+        answer = {"payload": base64.b64encode(raw).decode(),
+                  "signature": base64.b64encode(signature).decode()}
+        with pytest.raises(LicenseVerificationError, match="version"):
+            self._verify(answer, pinned, key="k")

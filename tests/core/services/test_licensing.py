@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import replace
 from datetime import timedelta
@@ -25,6 +26,7 @@ from core.selectors.licensing import license_public_key
 from core.services.bans import ban_create
 from core.services.keys import key_redeem, keys_generate
 from core.services.licensing import (
+    binding_digest,
     hwid_digest,
     license_check,
     subscription_reset_hwid,
@@ -63,6 +65,19 @@ def _redeemed_key(staff, user, product, days=30):
     return code
 
 
+def _refusal_world(staff, roles, product):
+    """Keys of a banned and of a lapsed member, and a member with no subscription at all."""
+    banned = UserFactory.create(username="banned", role=roles["user"])
+    banned_code = _redeemed_key(staff, banned, product)
+    ban_create(actor=staff, user=banned, reason="x")
+    lapsed = UserFactory.create(username="lapsed", role=roles["user"])
+    lapsed_code = _redeemed_key(staff, lapsed, product)
+    Subscription.objects.filter(user=lapsed).update(
+        expires_at=timezone.now() - timedelta(seconds=1))
+    UserFactory.create(username="nosub", role=roles["user"])
+    return banned_code, lapsed_code
+
+
 def _reasons():
     return list(LogEntry.objects.filter(action="license.check_failed")
                 .order_by("id").values_list("data__reason", flat=True))
@@ -74,8 +89,10 @@ class TestLicenseCheck:
         code = _redeemed_key(moderator, member, product)
         data = _decode(_check(key=code))
         subscription = Subscription.objects.get(user=member, product=product)
-        assert data == {"valid": True, "nonce": NONCE, "timestamp": data["timestamp"],
+        assert data == {"v": 2, "valid": True, "nonce": NONCE, "timestamp": data["timestamp"],
                         "product": "loader", "username": "member",
+                        "hwid_digest": binding_digest("hwid", "machine-A"),
+                        "key_digest": binding_digest("key", code),
                         "expires_at": subscription.expires_at.isoformat(),
                         "latest_version": None, "latest_sha256": None}
         assert abs(data["timestamp"] - timezone.now().timestamp()) < 5
@@ -121,14 +138,7 @@ class TestLicenseCheck:
         code = _redeemed_key(moderator, member, product)
         free = keys_generate(actor=moderator, product=product, duration=timedelta(days=1),
                              count=1).codes[0]
-        banned = UserFactory.create(username="banned", role=roles["user"])
-        banned_code = _redeemed_key(moderator, banned, product)
-        ban_create(actor=moderator, user=banned, reason="x")
-        lapsed = UserFactory.create(username="lapsed", role=roles["user"])
-        lapsed_code = _redeemed_key(moderator, lapsed, product)
-        Subscription.objects.filter(user=lapsed).update(
-            expires_at=timezone.now() - timedelta(seconds=1))
-        UserFactory.create(username="nosub", role=roles["user"])
+        banned_code, lapsed_code = _refusal_world(moderator, roles, product)
         assert _check(key=code, hwid="machine-A").valid
 
         cases = {
@@ -148,10 +158,17 @@ class TestLicenseCheck:
         for mode in cases.values():
             answer = _check(**mode)
             data = _decode(answer)
-            assert data["nonce"] == NONCE
-            del data["nonce"], data["timestamp"]
+            # Every refusal names what it answers, exactly as a grant would
+            assert data.pop("nonce") == NONCE
+            assert data.pop("product") == mode.get("product", "loader")
+            assert data.pop("hwid_digest") == binding_digest("hwid", mode.get("hwid", "machine-A"))
+            if "key" in mode:
+                assert data.pop("key_digest") == binding_digest("key", mode["key"])
+            else:
+                assert data.pop("account_digest") == binding_digest("account", mode["username"])
+            del data["timestamp"]
             outside.append(data)
-        assert all(data == {"valid": False} for data in outside)
+        assert all(data == {"v": 2, "valid": False} for data in outside)
         assert _reasons() == list(cases)
 
         # banned by account too, and the banned user is named in the journal
@@ -228,6 +245,15 @@ def test_two_first_checks_bind_one_machine(moderator, member, product):
     subscription = Subscription.objects.get(user=member, product=product)
     assert subscription.hwid_digest == hwid_digest(f"machine-{winners[0]}")
     assert _reasons().count("hwid_mismatch") == 7
+
+
+def test_binding_digest_is_the_documented_sha256():
+    # The README's example: a loader in any language must get these exact values.
+    assert binding_digest("hwid", "machine-A") == hashlib.sha256(
+        b"zspb-hwid-v1:machine-A").hexdigest()
+    assert binding_digest("account", "Member") == hashlib.sha256(
+        b"zspb-account-v1:Member").hexdigest()
+    assert binding_digest("key", "zspb-abcde") != binding_digest("key", "ZSPB-ABCDE")
 
 
 @pytest.mark.django_db
