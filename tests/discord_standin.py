@@ -362,17 +362,19 @@ class DiscordStandin:
         self.script(*[Fault.ratelimit(retry_after, is_global=is_global)] * count,
                     method=method, path=path)
 
-    def waits_after_429(self) -> list[tuple[float, float]]:
+    def waits_after_429(self, *, in_flight: float = 0.0) -> list[tuple[float, float]]:
         """(retry_after, how long the client actually waited) for every 429 answered.
 
         The wait is measured to the next request on the same bucket (any request if global).
+        With concurrent senders, requests received less than `in_flight` seconds after the
+        429 left are not counted: they were on their way before any sender could see it.
         """
         log = self.served()
         pairs: list[tuple[float, float]] = []
         for i, s in enumerate(log):
             if s.status != 429 or s.retry_after is None:
                 continue
-            later = [n for n in log[i + 1:] if n.received >= s.sent and (
+            later = [n for n in log[i + 1:] if n.received >= s.sent + in_flight and (
                 s.is_global or (n.group, n.major) == (s.group, s.major))]
             if later:
                 pairs.append((s.retry_after, later[0].received - s.sent))

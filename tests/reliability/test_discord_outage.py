@@ -15,6 +15,7 @@ in any second, the invalid answers it gave, how long convergence took after it c
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -24,6 +25,7 @@ import pytest
 from django.utils import timezone
 
 from core.discord import rest
+from core.discord.rest import DiscordError, discord_client
 from core.models import LogEntry, Role, RoleSyncRequest, Subscription, User
 from core.selectors.discord import managed_role_ids, member_wanted_roles
 from core.services.rolesync import drain, role_sync_request
@@ -37,6 +39,8 @@ EXTRA_ROLE = 222_000_000_000_000_002
 UNMANAGED = 999_000_000_000_000_001
 DISCORD_BASE = 333_000_000_000_000_000
 MEMBERS = 40
+READERS = 3
+IN_FLIGHT = 0.05
 SOAK = os.environ.get("ZSPB_SOAK") == "1"
 OUTAGE_SECONDS = 300.0 if SOAK else 3.0
 SCHEDULE_EVERY = 1.0 if SOAK else 0.25
@@ -83,6 +87,21 @@ def drain_until(done: Callable[[], bool], *, timeout: float) -> float:
     return time.monotonic() - started
 
 
+def read_members(standin: DiscordStandin, users: list[User], stop: threading.Event) -> None:
+    """Another worker using the same bot token: member reads, back to back."""
+    with discord_client(max_wait=2) as client:
+        n = 0
+        while not stop.is_set():
+            user = users[n % len(users)]
+            n += 1
+            assert user.discord_id is not None
+            try:
+                client.member_get(guild_id=standin.guild_id, user_id=user.discord_id,
+                                  deadline=time.monotonic() + 2)
+            except DiscordError:
+                time.sleep(0.05)  # rate limited past our wait: as a login check would, move on
+
+
 def nothing_pending() -> bool:
     return not RoleSyncRequest.objects.exists()
 
@@ -126,11 +145,23 @@ def test_outage_then_429_storms_then_a_forbidden_role(world: dict[str, Any]) -> 
     assert RoleSyncRequest.objects.count() == MEMBERS  # nothing lost, nothing applied
     assert not standin.served()
 
-    # 2. Back, straight into 429 storms: global ones, then on the role-edit bucket.
+    # 2. Back, straight into 429 storms: global ones, then on the role-edit bucket; other
+    # workers (login checks, the bot's reports) read members as fast as the shared limit lets
+    # them meanwhile, so the drain competes for the 44 requests a second.
     standin.start()
     standin.storm(12, retry_after=0.3, is_global=True)
     standin.storm(12, retry_after=0.4, path="/roles/")
-    back = drain_until(nothing_pending, timeout=120)
+    stop = threading.Event()
+    readers = [threading.Thread(target=read_members, args=(standin, users, stop))
+               for _ in range(READERS)]
+    for reader in readers:
+        reader.start()
+    try:
+        back = drain_until(nothing_pending, timeout=120)
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(timeout=30)
     assert_converged(standin, users)
     scripted = sum(1 for s in standin.served() if s.scripted and s.status == 429)
     assert scripted == 24  # every storm answer was met (and waited out, checked below)
@@ -150,8 +181,9 @@ def test_outage_then_429_storms_then_a_forbidden_role(world: dict[str, Any]) -> 
     # every retry_after waited out; invalid answers only those the stand-in was told to give.
     assert not standin.violations(), standin.violations()[:3]
     busiest = standin.max_in_window(1.0)
-    assert busiest <= SITE_PER_SECOND + 1 <= DISCORD_PER_SECOND
-    for retry_after, waited in standin.waits_after_429():
+    assert SITE_PER_SECOND - 10 <= busiest <= SITE_PER_SECOND + 1 <= DISCORD_PER_SECOND
+    # A request other readers had already sent when a 429 left is in flight, not a breach.
+    for retry_after, waited in standin.waits_after_429(in_flight=IN_FLIGHT):
         assert waited >= retry_after - 0.01, (retry_after, waited)
     invalid = standin.invalid(window=600)
     assert invalid == scripted + len(refused) < INVALID_BUDGET
