@@ -12,11 +12,13 @@ after the lease).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
@@ -40,6 +43,7 @@ from core.models import (
 from core.models.webhooks import WebhookOutbox
 from core.selectors.discord import managed_role_ids, member_wanted_roles
 from core.services.logs import Category, log_event
+from core.services.realtime import member_group
 from core.services.webhooks import journal_line
 from tests.deploy.test_worker_stop import _env as worker_env
 from tests.discord_standin import DiscordStandin
@@ -246,6 +250,70 @@ def test_expiry_jobs_killed_mid_way_miss_nothing(
     lifted = LogEntry.objects.filter(action="user.ban_expired")
     assert sorted(int(e.target_id or 0) for e in lifted) == sorted(u.pk for u in banned)
     assert RoleSyncRequest.objects.filter(user__in=banned).count() == 8
+
+
+class Listener(threading.Thread):
+    """An open member page for each of `user_ids`: collects the events pushed to them."""
+
+    def __init__(self, user_ids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.user_ids = user_ids
+        self.received: list[dict[str, Any]] = []
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._listen())
+
+    async def _listen(self) -> None:
+        layer = get_channel_layer()
+        assert layer is not None
+        channel = await layer.new_channel()
+        for user_id in self.user_ids:
+            await layer.group_add(member_group(user_id), channel)
+        self.ready.set()
+        while not self.stop.is_set():
+            try:
+                self.received.append(await asyncio.wait_for(layer.receive(channel), 1.0))
+            except asyncio.TimeoutError:
+                continue
+
+    def pushed(self) -> list[str]:
+        return [m["data"]["expires_at"] for m in self.received
+                if m.get("event") == "subscription_expired"]
+
+
+def test_expiry_push_killed_mid_way_is_completed_at_once(
+    world: dict[str, Any], run: Callable[..., Job],
+) -> None:
+    if "RedisChannelLayer" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        pytest.skip("pushes cross processes only through Redis (REDIS_URL)")
+    ended = timezone.now() - timedelta(seconds=20)
+    users = [UserFactory.create(role=world["roles"]["user"]) for _ in range(10)]
+    subscriptions = [Subscription.objects.create(
+        user=user, product=world["loader"], started_at=ended - timedelta(days=30),
+        expires_at=ended - timedelta(seconds=n)) for n, user in enumerate(users)]
+    listener = Listener([u.pk for u in users])
+    listener.start()
+    assert listener.ready.wait(10)
+    try:
+        # Pushed two at a time, each pair after a pause: killed after the first four.
+        job = run("core.tasks.notify_expired_subscriptions",
+                  sets={"core.services.realtime.EXPIRED_BATCH": 2},
+                  slow={"core.services.realtime._send_all": 0.3})
+        job.kill_when(lambda: len(listener.pushed()) >= 4)
+        # Run again at once: the killed run's lock (300 s) does not hold it up.
+        assert "result: 10" in run("core.tasks.notify_expired_subscriptions").finish()
+        deadline = time.monotonic() + 10
+        while len(set(listener.pushed())) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        listener.stop.set()
+        listener.join(timeout=5)
+    # Every end reached the member's page; those before the kill may come twice (a push
+    # is a notice: at least once).
+    assert sorted(set(listener.pushed())) == sorted(
+        s.expires_at.isoformat() for s in subscriptions)
 
 
 def test_key_generation_killed_mid_way_finishes_with_the_right_count(
