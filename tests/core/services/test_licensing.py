@@ -248,12 +248,17 @@ def test_two_first_checks_bind_one_machine(moderator, member, product):
 
 
 def test_binding_digest_is_the_documented_sha256():
-    # The README's example: a loader in any language must get these exact values.
-    assert binding_digest("hwid", "machine-A") == hashlib.sha256(
-        b"zspb-hwid-v1:machine-A").hexdigest()
-    assert binding_digest("account", "Member") == hashlib.sha256(
-        b"zspb-account-v1:Member").hexdigest()
-    assert binding_digest("key", "zspb-abcde") != binding_digest("key", "ZSPB-ABCDE")
+    # The README's worked values: a loader in any language must get exactly these.
+    assert binding_digest("hwid", "4C4C4544-0042-3510-8052-B4C04F4E3732") == (
+        "6ca0ff3363168cfd1c8109e64beb29b33c6224b10cbcb3efae00b69649698a4b")
+    assert binding_digest("key", "ZSPB-7KQ2M-XW4PA-93HNC-RT6VE") == (
+        "996d6880f78f37414288c40a49a3229e97291b1748cd74eb84adc3f58f833dfa")
+    assert binding_digest("account", "member") == hashlib.sha256(
+        b"zspb-account-v1:member").hexdigest() == (
+        "57b6ad8ab3c66225d84f34efdd6b6376c2e95dc6e524635099ae30936bf601c2")
+    # the key exactly as sent: another typing of the same key is another digest
+    assert binding_digest("key", "zspb-7kq2m-xw4pa-93hnc-rt6ve") != binding_digest(
+        "key", "ZSPB-7KQ2M-XW4PA-93HNC-RT6VE")
 
 
 @pytest.mark.django_db
