@@ -17,14 +17,17 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.conf import settings
+import httpx
+import psycopg
 
 from core.proctable import group_running
 
-BASE = Path(settings.BASE_DIR)
+# Not from Django's settings: bench/soak.py uses this module without configuring Django.
+BASE = Path(__file__).resolve().parents[2]
 WEB_STOP_TIMEOUT = 45
 WORKER_STOP_TIMEOUT = 90
 
@@ -125,6 +128,11 @@ class Process:
                 continue
 
 
+def _admin(server: str, sql: str) -> None:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(sql)
+
+
 @dataclass
 class Stack:
     root: Path
@@ -132,11 +140,70 @@ class Stack:
     database_url: str
     # An empty database the backup is restored into.
     restored_url: str
+    redis_url: str
     processes: list[Process] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, root: Path, *, server: str, redis_url: str, prefix: str) -> Stack:
+        """A new database (and a name for the restore target), an emptied Redis database, the
+        directories a server has and its .env. `server` is postgres://user@host:port."""
+        name = f"{prefix}_{secrets.token_hex(5)}"
+        subprocess.run(["redis-cli", "-u", redis_url, "FLUSHDB"], check=True,
+                       capture_output=True)
+        for sub in ("var/media", "var/static", "log", "backups"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        _admin(server, f'CREATE DATABASE "{name}"')
+        stack = cls(root=root, port=free_port(), database_url=f"{server}/{name}",
+                    restored_url=f"{server}/{name}_restored", redis_url=redis_url)
+        write_env_file(root / "env", database_url=stack.database_url, redis_url=redis_url,
+                       site_url=stack.url, media_root=root / "var" / "media",
+                       log_dir=root / "log")
+        return stack
+
+    def destroy(self) -> None:
+        self.kill_all()
+        server = self.database_url.rsplit("/", 1)[0]
+        for url in (self.database_url, self.restored_url):
+            _admin(server, f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+        subprocess.run(["redis-cli", "-u", self.redis_url, "FLUSHDB"], check=False,
+                       capture_output=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def install(self, *, web_instances: int, admin_password: str) -> str:
+        """Render the files and run what init.sh runs after writing .env; bootstrap's output
+        (the first invite link)."""
+        sockets = [f"unix:{self.root}/web{i}.sock" for i in range(1, web_instances + 1)]
+        for i, bind in enumerate(sockets, start=1):
+            render(self.root / f"units{i}", root=self.root, web_bind=bind, upstreams=sockets)
+        self.manage("migrate", "--noinput")
+        self.manage("collectstatic", "--noinput", "--verbosity", "0")
+        self.manage("sync_roles")
+        self.manage("sync_schedules")
+        check = self.manage("check", "--deploy")
+        assert "DEBUG" not in check, check
+        return self.manage("bootstrap", extra_env={"ZSPB_ADMIN_PASSWORD": admin_password})
+
+    def serve(self, *, web_instances: int, workers: int) -> dict[str, list[Process]]:
+        """Start the web and worker units and nginx; wait until the site is ready."""
+        units = self.root / "units1"
+        started = {
+            "web": [self.start_unit(f"web{i}", self.root / f"units{i}" / "zspb-web.service",
+                                    WEB_STOP_TIMEOUT) for i in range(1, web_instances + 1)],
+            "worker": [self.start_unit(f"worker{i}", units / "zspb-worker.service",
+                                       WORKER_STOP_TIMEOUT) for i in range(1, workers + 1)],
+        }
+        conf = nginx_config(self.root, units / "zspb.nginx.conf", self.port)
+        started["nginx"] = [self.start("nginx", ["nginx", "-p", str(self.root), "-c", str(conf),
+                                                 "-g", "daemon off;"],
+                                       dict(os.environ), str(self.root), 10)]
+        for i in range(1, web_instances + 1):
+            wait_for(lambda i=i: Path(f"{self.root}/web{i}.sock").exists(), 60, f"web{i} socket")
+        wait_for(lambda: httpx.get(f"{self.url}/api/health/ready", timeout=5).status_code == 200,
+                 60, "readiness through nginx")
+        return started
 
     def start(self, name: str, argv: list[str], env: dict[str, str], cwd: str,
               stop_timeout: float) -> Process:
@@ -227,8 +294,7 @@ def nginx_config(root: Path, rendered_site: Path, port: int) -> Path:
     return conf
 
 
-def wait_for(check: object, timeout: float, what: str) -> None:
-    assert callable(check)
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:

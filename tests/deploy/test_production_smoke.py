@@ -14,9 +14,7 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,11 +31,7 @@ from tests.deploy.stack import (
     WEB_STOP_TIMEOUT,
     WORKER_STOP_TIMEOUT,
     Stack,
-    free_port,
-    nginx_config,
-    render,
     wait_for,
-    write_env_file,
 )
 
 pytestmark = pytest.mark.postgres
@@ -95,33 +89,16 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         require_or_skip("the production smoke test needs Redis (REDIS_URL)")
         pytest.skip("no REDIS_URL")
     db = settings.DATABASES["default"]
-    server = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    name = f"zspb_smoke_{uuid.uuid4().hex[:10]}"
-    restored = f"{name}_restored"
-    # A Redis database of its own, emptied: the stack's throttles and schedules' locks start
-    # from nothing, and the suite's own cache is left alone.
-    redis = urlsplit(redis_url)
-    stack_redis = f"redis://{redis.netloc}/9"
-    subprocess.run(["redis-cli", "-u", stack_redis, "FLUSHDB"], check=True,
-                   capture_output=True)
-    for sub in ("var/media", "var/static", "log", "backups", "units1", "units2"):
-        (tmp_path / sub).mkdir(parents=True, exist_ok=True)
-    with _pg(f"{server}/postgres") as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    stack = Stack(root=tmp_path, port=free_port(), database_url=f"{server}/{name}",
-                  restored_url=f"{server}/{restored}")
-    write_env_file(tmp_path / "env", database_url=f"{server}/{name}", redis_url=stack_redis,
-                   site_url=f"http://127.0.0.1:{stack.port}",
-                   media_root=tmp_path / "var" / "media", log_dir=tmp_path / "log")
+    # A Redis database of its own (emptied): the stack's throttles and locks start from
+    # nothing, and the suite's own cache is left alone.
+    stack = Stack.create(
+        tmp_path, server=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
+                         f"{db['PORT'] or 5432}",
+        redis_url=f"redis://{urlsplit(redis_url).netloc}/9", prefix="zspb_smoke")
     try:
         yield stack
     finally:
-        stack.kill_all()
-        with _pg(f"{server}/postgres") as conn:
-            for database in (name, restored):
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        subprocess.run(["redis-cli", "-u", stack_redis, "FLUSHDB"], check=False,
-                       capture_output=True)
+        stack.destroy()
 
 
 def _client(stack: Stack, **kwargs: Any) -> httpx.Client:
@@ -135,18 +112,8 @@ def _csrf(client: httpx.Client) -> dict[str, str]:
 
 def test_production_stack_on_loopback(stack: Stack) -> None:
     root = stack.root
-    sockets = [f"unix:{root}/web{i}.sock" for i in (1, 2)]
-    for i, bind in enumerate(sockets, start=1):
-        render(root / f"units{i}", root=root, web_bind=bind, upstreams=sockets)
-
     # --- What init.sh does after writing .env -------------------------------------------------
-    stack.manage("migrate", "--noinput")
-    stack.manage("collectstatic", "--noinput", "--verbosity", "0")
-    stack.manage("sync_roles")
-    stack.manage("sync_schedules")
-    deploy_check = stack.manage("check", "--deploy")
-    assert "DEBUG" not in deploy_check
-    boot = stack.manage("bootstrap", extra_env={"ZSPB_ADMIN_PASSWORD": PASSWORD})
+    boot = stack.install(web_instances=2, admin_password=PASSWORD)
     invite = re.search(r"register\?invite=(\S+)", boot)
     assert invite, boot
     loader = root / "loader-source.exe"
@@ -160,17 +127,8 @@ def test_production_stack_on_loopback(stack: Stack) -> None:
 
     # --- The services, as their units say -----------------------------------------------------
     workers_started = time.time()
-    webs = [stack.start_unit(f"web{i}", root / f"units{i}" / "zspb-web.service",
-                             WEB_STOP_TIMEOUT) for i in (1, 2)]
-    workers = [stack.start_unit(f"worker{i}", root / "units1" / "zspb-worker.service",
-                                WORKER_STOP_TIMEOUT) for i in (1, 2)]
-    conf = nginx_config(root, root / "units1" / "zspb.nginx.conf", stack.port)
-    nginx = stack.start("nginx", ["nginx", "-p", str(root), "-c", str(conf), "-g",
-                                  "daemon off;"], dict(os.environ), str(root), 10)
-    for i in (1, 2):
-        wait_for(lambda i=i: Path(f"{root}/web{i}.sock").exists(), 60, f"web{i} socket")
-    wait_for(lambda: httpx.get(f"{stack.url}/api/health/ready", timeout=5).status_code == 200,
-             60, "readiness through nginx")
+    started = stack.serve(web_instances=2, workers=2)
+    webs, workers, (nginx,) = started["web"], started["worker"], started["nginx"]
 
     # --- A member's journey through nginx ------------------------------------------------------
     member = _client(stack)
