@@ -6,7 +6,7 @@ LOCK := requirements/lock.txt
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv lock migrate clean browser-assets
+.PHONY: run test lint venv lock migrate clean browser-assets soak
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required")'
@@ -39,6 +39,18 @@ $(AXE): tests/browser_assets/package.json tests/browser_assets/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \
 		npm ci --prefix tests/browser_assets --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm not found: the browser tests' accessibility check will fail (install Node.js)"; fi
+
+# The long reliability runs (issue 11; not in CI): the abuse tests at 10,000 attempts of each
+# kind and the Discord outage with the stand-in down for 5 minutes, then SOAK_MINUTES (30) of
+# mixed traffic against the production stack on loopback (bench/soak.py: nginx, two web
+# instances, two workers), reported in test-artifacts/soak.md: requests, errors, latency
+# percentiles and each process's memory at the start and the end. Needs nginx, PostgreSQL and
+# Redis on 127.0.0.1 (SOAK_POSTGRES, SOAK_REDIS_URL to change them).
+SOAK_MINUTES ?= 30
+soak: venv
+	ZSPB_SOAK=1 ZSPB_ABUSE_ATTEMPTS=10000 $(PY) -m tests.launcher -- $(PY) -m pytest \
+		tests/reliability/test_abuse.py tests/reliability/test_discord_outage.py
+	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) -m bench.soak
 
 lint: venv
 	$(PY) -m ruff check .
