@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,13 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
+import yaml
 from django.conf import settings
 from websockets.sync.client import connect as ws_connect
 
 from tests.browser import require_or_skip
 from tests.deploy.stack import (
+    BASE,
     WEB_STOP_TIMEOUT,
     WORKER_STOP_TIMEOUT,
     Stack,
@@ -203,6 +206,29 @@ def test_production_stack_on_loopback(stack: Stack) -> None:
     assert received == LOADER_MB * 1024 * 1024 and sha.hexdigest() == setup["sha256"]
     # The internal location cannot be asked for directly.
     assert member.get("/protected-loader/").status_code == 404
+
+    # The app's own throttles count across both web instances (in Redis): of 16 wrong keys,
+    # nginx spreading them over both, only the account's limit gets through.
+    count, per = yaml.safe_load((BASE / "config.yaml").read_text())[
+        "rate_limits"]["redeem_account"].split("/")
+    limit = int(count)
+    assert per == "m" and limit < 16
+    logs_before = {web.name: web.log.read_text().count("/api/keys/redeem") for web in webs}
+    # One token first: nginx alternates instances per request, and a token fetch between
+    # redeems would send every redeem to the same one.
+    token = _csrf(member)
+    window = int(time.time() // 60)
+    answers = Counter(member.post("/api/keys/redeem", headers=token,
+                                  json={"key": f"ZSPB-{i:05d}-00000-00000-00000"}).status_code
+                      for i in range(16))
+    windows = int(time.time() // 60) - window + 1  # a minute boundary may fall inside
+    served = {web.name: web.log.read_text().count("/api/keys/redeem") - logs_before[web.name]
+              for web in webs}
+    assert all(n > 0 for n in served.values()), served
+    # Counted per process, each instance would let its own `limit` through.
+    assert answers[404] <= limit * windows and set(answers) <= {404, 429}, answers
+    if windows == 1:
+        assert answers[429] >= 16 - limit, answers
 
     # Hammering login: nginx answers 429 itself, whatever X-Forwarded-For says.
     hammer = _client(stack)
