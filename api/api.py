@@ -24,7 +24,7 @@ from api import (
     stats,
     subscriptions,
 )
-from api.errors import install_error_handlers
+from api.errors import JsonParser, declare_body_errors, install_error_handlers
 
 
 def _docs_guard(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -53,15 +53,21 @@ api = NinjaAPI(
     openapi_url="/openapi.json",
     docs_url="/docs",
     docs_decorator=_docs_guard,
+    parser=JsonParser(),
 )
 install_error_handlers(api)
-api.add_router("/auth", session.router)
-api.add_router("/invites", invites.router)
-api.add_router("/keys", keys.router)
-api.add_router("/subscriptions", subscriptions.router)
-api.add_router("/stats", stats.router)
-api.add_router("/discord", discord.router)
-api.add_router("/loader", loader.router)
-api.add_router("/license", license.router)
-api.add_router("/bot", bot.router)
-api.add_router("/", health.router)
+ROUTERS = {
+    "/auth": session.router,
+    "/invites": invites.router,
+    "/keys": keys.router,
+    "/subscriptions": subscriptions.router,
+    "/stats": stats.router,
+    "/discord": discord.router,
+    "/loader": loader.router,
+    "/license": license.router,
+    "/bot": bot.router,
+    "/": health.router,
+}
+declare_body_errors(ROUTERS.values())
+for prefix, router in ROUTERS.items():
+    api.add_router(prefix, router)

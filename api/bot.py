@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field, StrictInt, StringConstraints, WithJsonSc
 
 from api.auth import bot_auth
 from api.errors import ERRORS
+from api.schemas import WHOLE, InputSchema
 from api.stats import UserStatsOut
 from core.services import bot
 
@@ -27,10 +28,13 @@ router = Router(auth=bot_auth, tags=["bot"])
 # and always within the signed BIGINT the ids are stored in, so the bound lives in the schema
 # itself rather than in a check the schema does not show.
 SNOWFLAKE_PATTERN = r"^(?:[1-9][0-9]{0,17}|[1-8][0-9]{18})$"
-Snowflake = Annotated[str, StringConstraints(pattern=SNOWFLAKE_PATTERN)]
+Snowflake = Annotated[str, StringConstraints(pattern=SNOWFLAKE_PATTERN, min_length=1,
+                                             max_length=19)]
 # Header values are strings: an absent header, not null, is what "no invoker" looks like.
 OptionalSnowflake = Annotated[
-    Snowflake | None, WithJsonSchema({"type": "string", "pattern": SNOWFLAKE_PATTERN})
+    Snowflake | None,
+    WithJsonSchema({"type": "string", "pattern": SNOWFLAKE_PATTERN, "minLength": 1,
+                    "maxLength": 19}),
 ]
 Slug = Annotated[str, StringConstraints(pattern=r"^[-a-zA-Z0-9_]+$", min_length=1,
                                         max_length=50)]
@@ -57,9 +61,9 @@ OptionalInvoker = Annotated[
 ]
 
 
-class _In(Schema):
+class _In(InputSchema):
     # A misspelt field must fail loudly rather than be ignored.
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
 
 
 class BotLinkCodeIn(_In):
@@ -83,9 +87,9 @@ class BotSubscriptionOut(Schema):
 
 class BotKeysIn(_In):
     product: Slug
-    duration_days: Annotated[StrictInt, Field(ge=1, le=3650)]
+    duration_days: Annotated[StrictInt, Field(ge=1, le=3650), WHOLE]
     # A Discord reply cannot carry more codes than this.
-    count: Annotated[StrictInt, Field(ge=1, le=100)]
+    count: Annotated[StrictInt, Field(ge=1, le=100), WHOLE]
     note: Note = ""
 
 
@@ -99,7 +103,7 @@ class BotKeysOut(Schema):
 class BotBanIn(_In):
     target_discord_id: Snowflake
     reason: BanReason
-    duration_hours: Annotated[StrictInt, Field(ge=1, le=87_600)] | None = None
+    duration_hours: Annotated[StrictInt, Field(ge=1, le=87_600), WHOLE] | None = None
 
 
 class BotBanOut(Schema):

@@ -6,14 +6,14 @@ from ninja import Router, Schema
 from api.auth import current_user, member_auth
 from api.errors import ERRORS
 from api.net import client_ip
-from api.schemas import Code
+from api.schemas import InputSchema, LinkCode
 from core.services.discord_link import discord_roles_resync, discord_unlink, link_code_consume
 
 router = Router(tags=["discord"], auth=member_auth)
 
 
-class LinkIn(Schema):
-    code: Code
+class LinkIn(InputSchema):
+    code: LinkCode
 
 
 class LinkOut(Schema):

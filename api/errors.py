@@ -7,18 +7,24 @@ journaled as a system error.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import Iterable
 from typing import Any
 
-from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.conf import settings
+from django.core.exceptions import BadRequest, RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views import defaults
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Router, Schema
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
+from ninja.params.models import BodyModel
+from ninja.parser import Parser
 
 from core.error_hooks import (
     database_unavailable,
@@ -39,12 +45,77 @@ class ErrorOut(Schema):
     details: dict[str, Any]
 
 
-# Declared on every operation so the schema documents the one error shape.
-ERRORS: dict[int, type[Schema]] = dict.fromkeys((400, 401, 403, 404, 409, 422, 429), ErrorOut)
+# Declared on every operation so the schema documents the one error shape. 414: an address
+# longer than URL_MAX (UrlLengthLimit below; the front servers refuse far longer ones).
+ERRORS: dict[int, type[Schema]] = dict.fromkeys((400, 401, 403, 404, 409, 414, 422, 429),
+                                                ErrorOut)
+# Only where a body is read: larger than DATA_UPLOAD_MAX_MEMORY_SIZE (413), not JSON (415).
+BODY_ERRORS = (413, 415)
+# Path and query string together, in characters; far below what nginx (8 KB request line) and
+# uvicorn (64 KB) refuse in their own format, so the API answers first and in its shape.
+URL_MAX = 4096
 
 _HTTP_CODES = {400: "bad_request", 401: "not_authenticated", 403: "forbidden",
                404: "not_found", 405: "method_not_allowed", 409: "conflict",
                429: "rate_limited"}
+
+
+class UnsupportedMediaType(Exception):
+    """A body declared as something other than JSON."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+class JsonParser(Parser):
+    """Bodies are JSON, strictly: a declared non-JSON content type is refused (415) and
+    Python's NaN/Infinity extensions are not JSON. A missing Content-Type is read as JSON, as
+    simple loaders send. Ninja turns any exception here into its 400, raised from ours."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        content_type = request.content_type or ""
+        if request.META.get("CONTENT_TYPE") and not (
+                content_type == "application/json" or content_type.endswith("+json")):
+            raise UnsupportedMediaType(content_type)
+        data: dict[str, Any] = json.loads(request.body, parse_constant=_refuse_constant)
+        return data
+
+
+def declare_body_errors(routers: Iterable[Router]) -> None:
+    """Adds BODY_ERRORS to every operation that reads a body, so the schema shows them where
+    they can happen and nowhere else. Call before the routers are mounted."""
+    for router in routers:
+        for view in router.path_operations.values():
+            for operation in view.operations:
+                reads_body = any(issubclass(model, BodyModel) for model in operation.models)
+                if reads_body and 400 in operation.response_models:
+                    for status in BODY_ERRORS:
+                        operation.response_models.setdefault(
+                            status, operation.response_models[400])
+
+
+def url_too_long(request: HttpRequest) -> HttpResponse:
+    # Answered before LocaleMiddleware runs: pick the visitor's language as it would.
+    with translation.override(translation.get_language_from_request(request)):
+        message = _("The address is too long.")
+    return JsonResponse({"code": "uri_too_long", "message": message,
+                         "details": {"max_length": URL_MAX}}, status=414)
+
+
+class UrlLengthLimit:
+    """Refuses API addresses over URL_MAX with 414 in the error shape (Django middleware)."""
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info.startswith("/api/"):
+            size = len(request.path_info) + len(request.META.get("QUERY_STRING", ""))
+            if size > URL_MAX:
+                return url_too_long(request)
+        response: HttpResponse = self.get_response(request)
+        return response
 
 
 def error_response(api: NinjaAPI, request: HttpRequest, status: int, code: str, message: str,
@@ -97,6 +168,16 @@ def install_error_handlers(api: NinjaAPI) -> None:
 
     @api.exception_handler(HttpError)
     def _http(request: HttpRequest, exc: HttpError) -> HttpResponse:
+        cause = exc.__cause__
+        if isinstance(cause, UnsupportedMediaType):
+            return error_response(api, request, 415, "unsupported_media_type",
+                                  _("Send the body as JSON (Content-Type: application/json)."),
+                                  {"content_type": str(cause)[:100]})
+        if cause is not None and exc.status_code == 400:
+            # Ninja's "Cannot parse request body": not JSON, not UTF-8, nested too deeply...
+            return error_response(api, request, 400, "bad_request",
+                                  _("The request body is malformed."),
+                                  {"error": type(cause).__name__})
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = _("CSRF check failed: send the csrftoken cookie's value in X-CSRFToken.") if (
             "CSRF" in str(exc)) else str(exc)
@@ -105,6 +186,12 @@ def install_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(Http404)
     def _not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
         return error_response(api, request, 404, "not_found", _("Not found."))
+
+    @api.exception_handler(RequestDataTooBig)
+    def _too_big(request: HttpRequest, exc: RequestDataTooBig) -> HttpResponse:
+        return error_response(api, request, 413, "request_too_large",
+                              _("The request body is too large."),
+                              {"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE})
 
     @api.exception_handler(MultiPartParserError)
     @api.exception_handler(BadRequest)

@@ -9,7 +9,7 @@ from ninja import Router, Schema
 from api.auth import current_user, member_auth
 from api.errors import ERRORS
 from api.net import client_ip
-from api.schemas import Code
+from api.schemas import Code, InputSchema
 from core.models import Subscription
 from core.services.keys import key_redeem
 from core.services.licensing import hwid_self_reset_cooldown
@@ -17,7 +17,7 @@ from core.services.licensing import hwid_self_reset_cooldown
 router = Router(tags=["keys"], auth=member_auth)
 
 
-class RedeemIn(Schema):
+class RedeemIn(InputSchema):
     key: Code
 
 

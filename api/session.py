@@ -15,7 +15,15 @@ from ninja.utils import check_csrf
 from api.auth import current_user, member_auth
 from api.errors import ERRORS
 from api.net import client_ip
-from api.schemas import Code, Email, Password, Username
+from api.schemas import (
+    Email,
+    InputSchema,
+    InviteCode,
+    NewPassword,
+    NewUsername,
+    Password,
+    Username,
+)
 from core.models import User
 from core.services.auth import user_login, user_logout
 from core.services.users import user_change_password, user_end_sessions, user_register
@@ -27,21 +35,21 @@ class CsrfOut(Schema):
     csrf_token: str
 
 
-class LoginIn(Schema):
+class LoginIn(InputSchema):
     username: Username
     password: Password
 
 
-class RegisterIn(Schema):
-    invite: Code
-    username: Username
-    password: Password
+class RegisterIn(InputSchema):
+    invite: InviteCode
+    username: NewUsername
+    password: NewPassword
     email: Email = ""
 
 
-class PasswordIn(Schema):
+class PasswordIn(InputSchema):
     old_password: Password
-    new_password: Password
+    new_password: NewPassword
 
 
 class MeOut(Schema):

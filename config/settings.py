@@ -132,6 +132,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: every log line of a request, Django's own included, carries its id.
     "core.middleware.RequestIdMiddleware",
+    # An API address too long answers 414 in the API's error shape.
+    "api.errors.UrlLengthLimit",
     # A view that loses the database (restart, failover) answers 503 + Retry-After, not 500.
     "core.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",

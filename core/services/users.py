@@ -24,12 +24,13 @@ from core.services.ratelimit import rate_limit
 from core.services.realtime import member_notify
 from core.services.rolesync import member_strip_soon, role_sync_request
 
+USERNAME_MIN = 3
 USERNAME_MAX = 32
 
 
 def _validate_username(username: str) -> str:
     username = username.strip()
-    if not 3 <= len(username) <= USERNAME_MAX or not all(
+    if not USERNAME_MIN <= len(username) <= USERNAME_MAX or not all(
         ch.isalnum() or ch in "._-" for ch in username
     ):
         raise InvalidInput(

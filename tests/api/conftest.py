@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core import signals
+from django.db import close_old_connections
 from django.test import Client
 
 from core.models import User
@@ -59,3 +62,15 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     if code is not None:
         assert body["code"] == code, body
     return body
+
+
+@pytest.fixture
+def keep_test_connection() -> Iterator[None]:
+    """For tests that call the WSGI application itself (schemathesis): its handler closes
+    "old" connections around each request, which in a test would close the connection holding
+    the test's transaction. Django's test client disconnects the same signals."""
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)

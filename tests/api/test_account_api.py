@@ -60,9 +60,14 @@ class TestPassword:
                              422, "invalid_input")
         assert set(wrong["details"]["fields"]) == {"old_password"}
         weak = assert_error(api.post("/api/auth/password", {"old_password": PASSWORD,
-                                                            "new_password": "member"}),
+                                                            "new_password": "password123"}),
                             422, "invalid_input")
         assert set(weak["details"]["fields"]) == {"new_password"}
+        # shorter than the minimum length: refused by the schema itself, which shows it
+        short = assert_error(api.post("/api/auth/password", {"old_password": PASSWORD,
+                                                             "new_password": "member"}),
+                             422, "invalid_input")
+        assert [e["loc"][-1] for e in short["details"]["errors"]] == ["new_password"]
         assert api.get("/api/auth/me").status_code == 200
 
     def test_needs_a_session(self, api_as, db):

@@ -299,7 +299,7 @@ class TestKeys:
 
     @pytest.mark.parametrize("change", [
         {"count": False}, {"count": True}, {"count": 0}, {"count": 101}, {"count": "3"},
-        {"count": 3.0}, {"duration_days": 0}, {"duration_days": 3651},
+        {"count": 3.5}, {"duration_days": 0}, {"duration_days": 3651},
         {"duration_days": None}, {"duration_days": 10**30}, {"product": ""},
         {"product": "a b"}, {"product": "x" * 51}, {"note": "n" * 201}, {"note": "\x00"},
         {"extra": 1},

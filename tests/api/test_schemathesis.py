@@ -8,15 +8,12 @@ caller when schemathesis strips or corrupts the credentials (ignored_auth check)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 import schemathesis
 from django.conf import settings as django_settings
-from django.core import signals
-from django.db import close_old_connections
 from django.test import Client
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
@@ -25,7 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from config.behaviour import Rate
 from config.wsgi import application
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("keep_test_connection")]
 
 CSRF = "a" * 32  # any 32-character token: the cookie and the header only have to match
 # The credentials of the running test; the auth providers read them on every call (no cache:
@@ -65,10 +62,10 @@ class BotToken:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
 
 
-# Schema-valid input may still fail domain rules (an unknown invite, a weak password, a wrong
-# link code); those answer 400/404/409/422 by design, so "positive data must be accepted" does
-# not hold for this API. Every other check runs, including server errors, response schema
-# conformance, status codes, content type and ignored auth.
+# Here schema-valid input carries made-up invites and link codes, which the services refuse
+# with 400 by design; test_schema_honesty.py runs the positive-data check with real ones (and
+# lists the operations that cannot pass). Every other check runs here, including server
+# errors, response schema conformance, status codes, content type and ignored auth.
 EXCLUDED = [positive_data_acceptance]
 
 HYPOTHESIS = hypothesis_settings(
@@ -77,17 +74,6 @@ HYPOTHESIS = hypothesis_settings(
     suppress_health_check=list(HealthCheck),
     derandomize=True,
 )
-
-
-@pytest.fixture(autouse=True)
-def _keep_test_connection() -> Iterator[None]:
-    # The WSGI handler closes "old" connections around each request; in a test that would
-    # close the connection holding the test's transaction. Django's test client does the same.
-    signals.request_started.disconnect(close_old_connections)
-    signals.request_finished.disconnect(close_old_connections)
-    yield
-    signals.request_started.connect(close_old_connections)
-    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ class TestLogin:
         assert_error(api.get("/api/auth/me"), 401)
 
     @pytest.mark.parametrize("body", [{}, {"username": "x"}, {"username": 5, "password": "x"},
-                                      {"username": "x" * 33, "password": "y"},
+                                      {"username": "x" * 151, "password": "y"},
                                       {"username": "a", "password": "p" * 129}])
     def test_bad_bodies(self, api_as, db, body):
         body_out = assert_error(api_as().post("/api/auth/login", body), 422, "invalid_input")
@@ -79,9 +79,14 @@ class TestRegister:
 
     def test_bad_invite_and_email(self, api_as, admin):
         api = api_as()
-        assert_error(api.post("/api/auth/register", {"invite": "INV-X", "username": "fresh",
+        assert_error(api.post("/api/auth/register", {"invite": "INV-" + "Z" * 20,
+                                                     "username": "fresh",
                                                      "password": "a fine passphrase"}),
                      400, "invite_invalid")
+        # too short to be an invite at all: the schema says so
+        assert_error(api.post("/api/auth/register", {"invite": "INV-X", "username": "fresh",
+                                                     "password": "a fine passphrase"}),
+                     422, "invalid_input")
         invite = invite_create(creator=admin)
         assert_error(api.post("/api/auth/register", {"invite": invite.code, "username": "fresh",
                                                      "password": "a fine passphrase",
