@@ -174,9 +174,29 @@ TEMPLATES = [
 ]
 
 DATABASE_URL = env_url("DATABASE_URL", schemes=("postgres", "postgresql", "sqlite"))
+# Connections per process to PostgreSQL, at most (see .env.example).
+DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 8, minimum=1)
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60,
                                                   conn_health_checks=True)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # A pool per process instead of persistent connections: under ASGI every request's
+        # sync code runs in a new thread, so a connection kept per thread (CONN_MAX_AGE) was
+        # never reused and stayed open until garbage-collected, one more backend per request
+        # (Django refuses the two together). A connection goes back to the pool when its
+        # request ends. At checkout the pool checks it (CONN_HEALTH_CHECKS, which core's
+        # backend turns into core.dbpool.check_connection): a connection killed while idle
+        # (PostgreSQL restart, failover, pg_terminate_backend) is replaced instead of reaching
+        # a request. core.dbpool also covers forks.
+        DATABASES["default"]["ENGINE"] = "core.pgbackend"
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": DB_POOL_MAX_SIZE,
+            # A request waits this long for a free connection, then answers 503: PoolTimeout
+            # is an OperationalError (core.middleware.DatabaseUnavailableMiddleware).
+            "timeout": 10,
+        }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",

@@ -11,7 +11,9 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from core import (
             checks,  # noqa: F401  (registers the system checks)
+            dbpool,
             error_hooks,
         )
 
         error_hooks.connect()
+        dbpool.register()
