@@ -21,8 +21,17 @@ class Readiness:
 
     @property
     def serving(self) -> bool:
-        """Whether this node can serve requests: a queue backlog is the worker's problem."""
-        return self.database and self.cache
+        """Whether this node can serve requests: the database answers. Redis down is not a
+        reason to leave the balancer: the cache falls back to a per-process one and the site
+        keeps serving (core.cache), so every node would leave at once, for nothing. A queue
+        backlog is the worker's problem."""
+        return self.database
+
+    @property
+    def degraded(self) -> bool:
+        """Serving without something it should have: the shared cache (Redis) is down, so
+        throttles and locks count per process until it is back."""
+        return not self.cache
 
 
 def health_readiness() -> Readiness:

@@ -79,8 +79,9 @@ def test_ready_reports_everything(client, settings):
     settings.QUEUE_WARN_THRESHOLD = 7
     response = client.get("/api/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "database": True, "cache": True,
-                               "queue_length": 0, "queue_ok": True, "queue_warn_threshold": 7}
+    assert response.json() == {"ready": True, "degraded": False, "database": True,
+                               "cache": True, "queue_length": 0, "queue_ok": True,
+                               "queue_warn_threshold": 7}
 
 
 @pytest.mark.django_db
@@ -98,11 +99,16 @@ def test_ready_stays_200_on_a_queue_backlog_that_health_reports_as_503(client, s
 
 
 @pytest.mark.django_db
-def test_ready_is_503_when_the_cache_is_down(client, monkeypatch):
+def test_ready_stays_200_but_degraded_when_the_cache_is_down(client, monkeypatch):
+    # The cache falls back to a per-process one and the site keeps serving: a balancer must
+    # not take every node out over it. Monitoring still sees it in /api/health.
     _break_cache(monkeypatch)
     response = client.get("/api/health/ready")
-    assert response.status_code == 503
-    assert response.json()["cache"] is False and response.json()["ready"] is False
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ready"] is True and body["degraded"] is True and body["cache"] is False
+    assert body["database"] is True
+    assert client.get("/api/health").status_code == 503
 
 
 @pytest.mark.django_db
@@ -112,3 +118,14 @@ def test_ready_is_503_when_the_database_is_down(client, monkeypatch):
     assert response.status_code == 503
     body = response.json()
     assert body["database"] is False and body["ready"] is False and body["queue_length"] == -1
+    assert body["degraded"] is False  # the cache answers: not ready is the whole story
+
+
+@pytest.mark.django_db
+def test_ready_is_503_when_database_and_cache_are_down(client, monkeypatch):
+    _break_database(monkeypatch)
+    _break_cache(monkeypatch)
+    response = client.get("/api/health/ready")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["ready"] is False and body["database"] is False and body["cache"] is False

@@ -154,7 +154,7 @@ def test_site_answers_through_a_redis_outage_and_uses_redis_again(
     assert _valid(seen(_licence(Client(), code, "198.51.100.17")))
     assert _throttle_keys(redis_process)
     assert not redis_cache.outage.down
-    assert client_health(Client())["cache"] is True
+    assert client_health(Client())[1]["cache"] is True
     assert LogEntry.objects.filter(category=LogEntry.Category.ERROR).count() == 1
     print(f"\nlicence check median with Redis up {statistics.median(up) * 1000:.1f} ms, "
           f"down {statistics.median(down) * 1000:.1f} ms (max {max(down) * 1000:.1f} ms); "
@@ -193,17 +193,26 @@ def test_a_hung_redis_costs_one_short_timeout_per_second(redis_process, redis_ca
           f"{max(took) * 1000:.0f} ms at most, median {statistics.median(took) * 1000:.1f} ms")
 
 
-def client_health(client: Client) -> dict[str, Any]:
-    body: dict[str, Any] = client.get("/api/health").json()
-    return body
+def client_health(client: Client, path: str = "/api/health") -> tuple[int, dict[str, Any]]:
+    response = client.get(path)
+    body: dict[str, Any] = response.json()
+    return response.status_code, body
 
 
 @pytest.mark.django_db(transaction=True)
 def test_health_reports_redis_down_while_the_fallback_answers(redis_process, redis_cache):
-    assert client_health(Client())["cache"] is True
+    assert client_health(Client()) == (200, {"database": True, "cache": True,
+                                             "queue_length": 0, "queue_ok": True})
+    status, ready = client_health(Client(), "/api/health/ready")
+    assert status == 200 and ready["ready"] is True and ready["degraded"] is False
     redis_process.kill()
     assert cache.add("zspb:probe", 1) is True  # the fallback answers
-    assert client_health(Client())["cache"] is False
+    # Monitoring sees Redis down; the balancer keeps the node, which serves from the fallback.
+    status, health = client_health(Client())
+    assert status == 503 and health["cache"] is False and health["database"] is True
+    status, ready = client_health(Client(), "/api/health/ready")
+    assert status == 200
+    assert ready["ready"] is True and ready["degraded"] is True and ready["cache"] is False
 
 
 def test_a_dead_redis_is_asked_at_most_once_per_retry_period(db, settings, monkeypatch):
