@@ -239,8 +239,11 @@ def test_production_stack_on_loopback(stack: Stack) -> None:
                                                       "password": "wrong password"},
                              headers={**headers, "X-Forwarded-For": f"198.51.100.{i}"})
         # The app answers every request it sees with a request id; nginx's refusals have none.
-        answered_by.append(("app" if "X-Request-ID" in answer.headers else "nginx",
-                            answer.status_code))
+        who = "app" if "X-Request-ID" in answer.headers else "nginx"
+        answered_by.append((who, answer.status_code))
+        if who == "nginx":  # in the API's error shape all the same
+            assert answer.json()["code"] == "rate_limited", answer.text
+            assert answer.headers["Retry-After"] == "60"
     # 10 a minute with a burst of 10: after the first 11 or so, nginx refuses the rest (the
     # app's own throttle and lock-out refuse some of those it still sees).
     assert answered_by.count(("nginx", 429)) >= 10, answered_by
