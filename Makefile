@@ -6,7 +6,7 @@ LOCK := requirements/lock.txt
 PORT ?= 8000
 PYTEST_ARGS ?=
 
-.PHONY: run test lint venv lock migrate clean browser-assets soak
+.PHONY: run test lint venv lock migrate clean browser-assets soak bench bench-quick
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required")'
@@ -51,6 +51,25 @@ soak: venv
 	ZSPB_SOAK=1 ZSPB_ABUSE_ATTEMPTS=10000 $(PY) -m tests.launcher -- $(PY) -m pytest \
 		tests/reliability/test_abuse.py tests/reliability/test_discord_outage.py
 	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) -m bench.soak
+
+# Performance (issue 12): bench/run.py brings up the production stack on loopback (as `make soak`
+# does), drives each hot path with wrk (32 connections) beside a bare one-query Ninja endpoint
+# measured in the same run, and writes BENCHMARKS.md. Needs wrk and nginx (Debian/Ubuntu:
+# apt-get install wrk nginx), PostgreSQL and Redis on 127.0.0.1 (BENCH_POSTGRES, BENCH_REDIS_URL
+# to change them; Redis db 4 by default, which the run empties). py-spy, for the profile of a
+# missed goal, goes into its own venv: it only reads the web worker's memory from outside.
+BENCH_VENV := .venv-bench
+PY_SPY_VERSION := 0.4.3
+$(BENCH_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet "py-spy==$(PY_SPY_VERSION)"
+	@touch $@
+
+bench: venv $(BENCH_VENV)/.installed
+	$(PY) -m bench.run
+
+bench-quick: venv $(BENCH_VENV)/.installed
+	$(PY) -m bench.run --quick
 
 lint: venv
 	$(PY) -m ruff check .

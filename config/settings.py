@@ -328,6 +328,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 ZSPB = load_behaviour(Path(env_str("ZSPB_CONFIG", str(BASE_DIR / "config.yaml"))
                            or BASE_DIR / "config.yaml"))
+# `make bench` only: mounts /api/bench/baseline (api/bench.py), the bare endpoint every
+# benchmark figure is compared with. Never set on a site: absent, the route and its schema are.
+BENCH_BASELINE = env_bool("ZSPB_BENCH_BASELINE", False)
 
 DISCORD_BOT_TOKEN = env_str("DISCORD_BOT_TOKEN", None)
 DISCORD_GUILD_ID = env_snowflake("DISCORD_GUILD_ID")

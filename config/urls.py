@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
 from api.api import api
 from api.pages import auth, member
+
+if settings.BENCH_BASELINE:
+    # Before api.urls is built below: a router added later would have no URL.
+    from api import bench
+
+    bench.mount(api)
 
 urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),

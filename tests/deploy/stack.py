@@ -62,14 +62,15 @@ def write_env_file(path: Path, *, database_url: str, redis_url: str, site_url: s
     path.chmod(0o600)
 
 
-def render(out: Path, *, root: Path, web_bind: str, upstreams: list[str]) -> None:
+def render(out: Path, *, root: Path, web_bind: str, upstreams: list[str],
+           web_workers: int = 1) -> None:
     values = {
         "APP_DIR": str(BASE), "VENV": str(Path(sys.executable).parent.parent),
         "USER": "zspb", "GROUP": "zspb", "ENV_FILE": str(root / "env"),
         "VAR_DIR": str(root / "var"), "MEDIA_ROOT": str(root / "var" / "media"),
         "STATIC_ROOT": str(root / "var" / "static"), "LOG_DIR": str(root / "log"),
         "BACKUP_DIR": str(root / "backups"), "BACKUP_KEEP": "3", "BACKUP_TIME": "03:30:00",
-        "WEB_WORKERS": "1", "GRACEFUL_TIMEOUT": "30",
+        "WEB_WORKERS": str(web_workers), "GRACEFUL_TIMEOUT": "30",
         "WEB_STOP_TIMEOUT": str(WEB_STOP_TIMEOUT),
         "WORKER_STOP_TIMEOUT": str(WORKER_STOP_TIMEOUT), "MAX_BODY": "200m",
         "ACME_ROOT": str(root / "acme"), "WEB_BIND": web_bind,
@@ -172,12 +173,13 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def install(self, *, web_instances: int, admin_password: str) -> str:
+    def install(self, *, web_instances: int, admin_password: str, web_workers: int = 1) -> str:
         """Render the files and run what init.sh runs after writing .env; bootstrap's output
-        (the first invite link)."""
+        (the first invite link). `web_workers`: gunicorn workers per instance (WEB_WORKERS)."""
         sockets = [f"unix:{self.root}/web{i}.sock" for i in range(1, web_instances + 1)]
         for i, bind in enumerate(sockets, start=1):
-            render(self.root / f"units{i}", root=self.root, web_bind=bind, upstreams=sockets)
+            render(self.root / f"units{i}", root=self.root, web_bind=bind, upstreams=sockets,
+                   web_workers=web_workers)
         self.manage("migrate", "--noinput")
         self.manage("collectstatic", "--noinput", "--verbosity", "0")
         self.manage("sync_roles")
