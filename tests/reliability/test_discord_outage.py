@@ -40,7 +40,7 @@ UNMANAGED = 999_000_000_000_000_001
 DISCORD_BASE = 333_000_000_000_000_000
 MEMBERS = 30
 READERS = 2
-IN_FLIGHT = 0.1
+IN_FLIGHT = 0.15
 SOAK = os.environ.get("ZSPB_SOAK") == "1"
 OUTAGE_SECONDS = 300.0 if SOAK else 3.0
 SCHEDULE_EVERY = 1.0 if SOAK else 0.25
@@ -190,7 +190,8 @@ def test_outage_then_429_storms_then_a_forbidden_role(world: dict[str, Any]) -> 
     # The client sends at most 44 in any second of its clock; what the stand-in receives may
     # bunch up by a request or two when a loaded machine delays some (receipt jitter).
     assert SITE_PER_SECOND - 10 <= busiest <= SITE_PER_SECOND + 3 < DISCORD_PER_SECOND, figures
-    # A request other readers had already sent when a 429 left is in flight, not a breach.
+    # A request other readers had already sent when a 429 left is in flight, not a breach;
+    # with the senders and the stand-in in one loaded process, one took 112 ms to arrive.
     for retry_after, waited in standin.waits_after_429(in_flight=IN_FLIGHT):
         assert waited >= retry_after - 0.01, (retry_after, waited, figures)
     assert standin.invalid(window=600) == scripted + len(refused) < INVALID_BUDGET, figures
