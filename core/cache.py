@@ -24,9 +24,10 @@ from typing import Any, TypeVar, cast
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.locmem import LocMemCache
-from django.core.cache.backends.redis import RedisCache
+from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.db import DatabaseError, transaction
 from django.utils import timezone
+from django.utils.functional import cached_property
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -59,6 +60,10 @@ class Outage:
 
 _outages: dict[str, Outage] = {}
 _outages_lock = threading.Lock()
+# One client (one connection pool) per process and location, shared by the backend instances:
+# see ResilientRedisCache._cache.
+_clients: dict[tuple[str, str], RedisCacheClient] = {}
+_clients_lock = threading.Lock()
 # Journaling uses the cache itself (the error journal's deduplication): a failed probe inside
 # that call must not start a second journal write.
 _journaling = threading.local()
@@ -119,6 +124,33 @@ class ResilientRedisCache(RedisCache):
     @property
     def outage(self) -> Outage:
         return outage_for(self._location)
+
+    @cached_property
+    def _cache(self) -> RedisCacheClient:
+        # Django builds a client, and with it a connection pool, per backend instance, and
+        # caches are context-local: under ASGI every request got its own instance and opened
+        # (and dropped) its own Redis connection. One client per process and location keeps
+        # the connections; redis-py's pool is thread-safe and starts afresh after a fork.
+        base = cast(Any, self)
+        key = (self._location, repr(sorted(base._options.items())))
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = RedisCacheClient(base._servers, **base._options)
+        return client
+
+    def count_in_window(self, key: str, timeout: int) -> int:
+        """One more in the counter `key`, created for `timeout` seconds by its first count; the
+        new count. One round trip to Redis (SET NX EX and INCR in a transaction), where add()
+        then incr() take three."""
+        def on_redis() -> int:
+            redis_key = self.make_and_validate_key(key)
+            pipe = self._cache.get_client(redis_key, write=True).pipeline(transaction=True)
+            pipe.set(redis_key, 0, ex=timeout, nx=True)
+            pipe.incr(redis_key)
+            return int(pipe.execute()[1])
+
+        return self._call(on_redis, lambda: _count_by_add_incr(self._fallback, key, timeout))
 
     def redis_reachable(self) -> bool:
         """Ask Redis itself (health checks): the fallback answering does not make it up."""
@@ -235,6 +267,24 @@ class ResilientRedisCache(RedisCache):
         # Both: a test's (or an operator's) clear must not leave outage-time counters behind.
         self._fallback.clear()
         self._call(lambda: RedisCache.clear(self), lambda: None)
+
+
+def _count_by_add_incr(backend: BaseCache, key: str, timeout: int) -> int:
+    if backend.add(key, 1, timeout=timeout):
+        return 1
+    try:
+        return int(backend.incr(key))
+    except ValueError:  # the window expired between add() and incr()
+        backend.add(key, 1, timeout=timeout)
+        return 1
+
+
+def count_in_window(backend: BaseCache, key: str, timeout: int) -> int:
+    """One more in the counter `key` (created for `timeout` seconds by its first count), in any
+    cache backend; the new count. Throttles count with it."""
+    if isinstance(backend, ResilientRedisCache):
+        return backend.count_in_window(key, timeout)
+    return _count_by_add_incr(backend, key, timeout)
 
 
 def cache_reachable(cache: BaseCache) -> bool:

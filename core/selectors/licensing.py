@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from functools import lru_cache
 from typing import Final
 
 from django.conf import settings
@@ -15,8 +16,14 @@ ALGORITHM: Final = "Ed25519"
 
 
 def license_signing_key() -> SigningKey:
-    # Derived from settings on each call (microseconds): no module state to share or go stale.
-    return SigningKey(bytes.fromhex(settings.LICENSE_SIGNING_KEY))
+    # Keyed by the seed in settings, so a changed setting (a test's override) takes effect.
+    return _signing_key(settings.LICENSE_SIGNING_KEY)
+
+
+@lru_cache(maxsize=4)
+def _signing_key(seed: str) -> SigningKey:
+    # Deriving the key pair from its seed is a scalar multiplication: once per process.
+    return SigningKey(bytes.fromhex(seed))
 
 
 def license_public_key() -> str:

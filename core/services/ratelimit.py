@@ -7,8 +7,9 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 
+from core.cache import count_in_window
 from core.crypto import digest
 from core.errors import RateLimited
 from core.services.logs import Category, log_event
@@ -20,14 +21,7 @@ def rate_limit(*, scope: str, ident: str) -> None:
     now = time.time()
     window = int(now // rate.seconds)
     key = f"rl:{scope}:{digest(ident, purpose='ratelimit')[:32]}:{window}"
-    if cache.add(key, 1, timeout=rate.seconds + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the window expired between add() and incr()
-            cache.add(key, 1, timeout=rate.seconds + 1)
-            count = 1
+    count = count_in_window(caches["default"], key, rate.seconds + 1)
     if count > rate.count:
         retry_after = max(1, int(rate.seconds - (now % rate.seconds)))
         if count == rate.count + 1:  # journal the first refusal of a window, not every one
