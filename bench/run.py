@@ -153,10 +153,26 @@ def wrk_script(root: Path, name: str) -> Path:
     return path
 
 
-def run_wrk(stack: Stack, path: Target, seconds: float) -> Result:
+class KeyPool:
+    """Hands each redeem run its own slice of the pre-generated keys (wrk starts afresh)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.per_run = int(REDEEM_CEILING * seconds)
+        self.used = 0
+
+    def size(self, runs: int) -> int:
+        return self.per_run * runs
+
+    def next_offset(self) -> str:
+        offset, self.used = self.used, self.used + self.per_run
+        return str(offset)
+
+
+def run_wrk(stack: Stack, path: Target, seconds: float, pool: KeyPool | None = None) -> Result:
     script = wrk_script(stack.root, path.script)
+    extra = [pool.next_offset()] if pool is not None and path.script == "redeem" else []
     command = ["wrk", f"-t{WRK_THREADS}", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout",
-               "10s", "-s", str(script), stack.url, "--", *path.args]
+               "10s", "-s", str(script), stack.url, "--", *path.args, *extra]
     done = subprocess.run(command, capture_output=True, text=True, check=False,
                           timeout=seconds + 60)
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH-RESULT ")), None)
@@ -191,7 +207,7 @@ def py_spy() -> str | None:
     return None
 
 
-def profile(stack: Stack, path: Target, seconds: float) -> str:
+def profile(stack: Stack, path: Target, seconds: float, pool: KeyPool) -> str:
     """py-spy's samples of one web worker while `path` runs under load: the top costs."""
     spy = py_spy()
     if spy is None:
@@ -202,7 +218,7 @@ def profile(stack: Stack, path: Target, seconds: float) -> str:
          "--rate", "250", "--format", "raw", "--full-filenames", "--nonblocking",
          "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    run_wrk(stack, path, seconds + 2)
+    run_wrk(stack, path, seconds + 2, pool)
     _, err = recorder.communicate(timeout=seconds + 60)
     if not out.exists():
         return f"py-spy recorded nothing: {err.strip()[-500:]}\n"
@@ -381,7 +397,7 @@ def main(argv: list[str]) -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk not found (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 2
-    rounds, seconds, profile_seconds = (1, 6.0, 6.0) if args.quick else (3, 20.0, 15.0)
+    rounds, seconds, profile_seconds = (1, 5.0, 6.0) if args.quick else (3, 15.0, 12.0)
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -397,7 +413,9 @@ def main(argv: list[str]) -> int:
         say(f"installing the stack in {root}")
         stack.install(web_instances=2, admin_password=PASSWORD, web_workers=args.web_workers)
         raise_nginx_limits(root / "units1" / "zspb.nginx.conf")
-        pool = int(REDEEM_CEILING * seconds * rounds) + 1000
+        # A slice for each round and for the profile's run, each at least as long as a round.
+        keys = KeyPool(max(seconds, profile_seconds + 2))
+        pool = keys.size(rounds + 1)
         say("seeding members, sessions and keys")
         seeded = json.loads(stack.manage(
             "shell", "-c", f"OUT = {str(root)!r}\nMEMBERS = {MEMBERS}\nPOOL = {pool}\n{SEED}"
@@ -424,7 +442,7 @@ def main(argv: list[str]) -> int:
         for number in range(1, rounds + 1):
             for row in rows:
                 row.baselines.append(run_wrk(stack, baseline, seconds))
-                row.results.append(run_wrk(stack, row.path, seconds))
+                row.results.append(run_wrk(stack, row.path, seconds, keys))
                 say(f"round {number}, {row.path.name}: {row.results[-1].rps:.0f} req/s"
                     f" against {row.baselines[-1].rps:.0f}")
         profiles: dict[str, str] = {}
@@ -433,7 +451,7 @@ def main(argv: list[str]) -> int:
             for row in rows[:1] if args.quick else rows:
                 if not row.met:
                     say(f"profiling {row.path.name}")
-                    profiles[row.path.name] = profile(stack, row.path, profile_seconds)
+                    profiles[row.path.name] = profile(stack, row.path, profile_seconds, keys)
         settings = {
             "Configuration": (
                 f"nginx → 2 web instances (gunicorn + uvicorn workers, WEB_WORKERS="

@@ -1,14 +1,15 @@
--- POST /api/keys/redeem, a key never sent before on each request (`-- KEYS SESSIONS`): thread i
--- of T takes keys i, i+T, i+2T... so no two requests of the run send the same key; the members
+-- POST /api/keys/redeem, a key never sent before on each request
+-- (`-- KEYS SESSIONS THREADS OFFSET`): thread i of T takes keys OFFSET+i, OFFSET+i+T... so no two
+-- requests send the same key, and each run starts at its own OFFSET in the pool; the members
 -- (lines: sessionid, csrftoken) in turn. Past the end of the pool keys repeat and are refused
--- (counted as errors), so the pool is sized above what a run can redeem.
+-- (counted as errors), so the harness gives each run more keys than it can redeem.
 local keys, sessions, n, step
 
 function init(args)
    keys = read_rows(args[1])
    sessions = read_rows(args[2])
-   n = id - 1
    step = tonumber(args[3])
+   n = tonumber(args[4]) + id - 1
 end
 
 function request()
