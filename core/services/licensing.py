@@ -34,12 +34,12 @@ from core.errors import (
     MachineResetDisabled,
     NotFound,
 )
-from core.models import LicenseKey, LoaderRelease, Subscription, User
+from core.models import LicenseKey, Subscription, User
 from core.selectors.licensing import (
+    latest_release,
     license_key_by_digest,
     license_signing_key,
     product_and_subscription,
-    subscription_of,
 )
 from core.services.access import ensure_capability
 from core.services.keys import key_lookup_digest
@@ -67,6 +67,8 @@ class _Grant:
     user: User
     subscription: Subscription
     hwid_bound: bool
+    # The latest release's version and checksum when the lookup read them, else None.
+    latest: tuple[str | None, str | None] | None
 
 
 # Bumped whenever the signed payload changes meaning; loaders refuse versions they do not know.
@@ -99,14 +101,14 @@ def _signed(body: dict[str, Any]) -> LicenseAnswer:
                          valid=bool(body["valid"]))
 
 
-def _user_by_key(lookup: str | None, product: str) -> tuple[User, Subscription | None]:
-    # Both queries run whatever the outcome (a malformed or unknown key looks up nothing twice):
-    # a refusal that stopped after the first one would answer a query's time sooner than a
-    # wrong machine or a lapsed subscription, and tell them apart.
-    licence = license_key_by_digest(lookup=lookup or "-")
-    subscription = subscription_of(
-        user_id=licence.redeemed_by_id if licence and licence.redeemed_by_id else 0,
-        product_id=licence.product_id if licence else 0)
+def _user_by_key(
+    lookup: str | None, product: str
+) -> tuple[User, Subscription | None, tuple[str | None, str | None]]:
+    # One query whatever the outcome (a malformed key looks up "-"): a refusal that stopped
+    # before it, or after a shorter one, would answer sooner than a wrong machine or a lapsed
+    # subscription, and tell them apart.
+    found = license_key_by_digest(lookup=lookup or "-")
+    licence, subscription = found.licence, found.subscription
     if lookup is None:
         raise _Refused("key_malformed")
     if licence is None:
@@ -124,7 +126,7 @@ def _user_by_key(lookup: str | None, product: str) -> tuple[User, Subscription |
         raise _Refused("user_banned", user)
     if not licence.product.is_active:
         raise _Refused("product_inactive", user)
-    return user, subscription
+    return user, subscription, (found.latest_version, found.latest_sha256)
 
 
 def _user_by_password(
@@ -177,8 +179,9 @@ def _evaluate(
     username: str | None, password: str | None,
 ) -> _Grant:
     stored_hwid = hwid_digest(hwid)  # before any refusal, so every path pays for it
+    latest: tuple[str | None, str | None] | None = None
     if key is not None:
-        user, subscription = _user_by_key(lookup, product)
+        user, subscription, latest = _user_by_key(lookup, product)
     else:
         assert username is not None and password is not None  # checked by license_check
         user, subscription = _user_by_password(request, username, password, product)
@@ -188,7 +191,7 @@ def _evaluate(
     if not subscription.is_active:
         raise _Refused("subscription_expired", user)
     bound = _bind_hwid(subscription, stored_hwid)
-    return _Grant(user=user, subscription=subscription, hwid_bound=bound)
+    return _Grant(user=user, subscription=subscription, hwid_bound=bound, latest=latest)
 
 
 def license_check(
@@ -247,15 +250,20 @@ def license_check(
                     "hwid_bound": grant.hwid_bound}, ip=ip)
     # The loader learns the current release from the signed answer itself: a loader that checks
     # by key has no session to ask /loader/latest with, and a signed version cannot be spoofed.
-    latest = LoaderRelease.objects.filter(published=True).order_by("-created_at", "-id").only(
-        "version", "sha256").first()
+    # The check by key read it with the key; the check by account asks now.
+    if grant.latest is not None:
+        latest_version, latest_sha256 = grant.latest
+    else:
+        release = latest_release()
+        latest_version = release.version if release else None
+        latest_sha256 = release.sha256 if release else None
     return _signed({
         **binding,
         "valid": True,
         "expires_at": subscription.expires_at.isoformat(),
         "username": grant.user.get_username(),
-        "latest_version": latest.version if latest else None,
-        "latest_sha256": latest.sha256 if latest else None,
+        "latest_version": latest_version,
+        "latest_sha256": latest_sha256,
     })
 
 
