@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
+from django_q.models import OrmQ
 
 from core.proctable import group_running
 
@@ -90,7 +92,13 @@ def test_a_job_outlasting_the_deadline_is_cut_off_at_the_deadline(
          "from django_q.tasks import async_task; async_task('time.sleep', 60)"],
         cwd=BASE, env=_env(), capture_output=True, text=True, check=False)
     assert enqueue.returncode == 0, enqueue.stderr
-    time.sleep(3)  # the ORM broker polls once a second: the job is running now
+    # Running once a worker has taken it from the ORM broker, which then moves the row's lock
+    # into the future (the retry time).
+    deadline = time.monotonic() + 60
+    while not OrmQ.objects.filter(lock__gt=timezone.now()).exists():
+        assert time.monotonic() < deadline, "no worker took the job within 60 s"
+        time.sleep(0.2)
+    time.sleep(0.5)
     worker.send_signal(signal.SIGTERM)
     # --stop-timeout 3, plus the pause that tells a group signal from a single one.
     _stopped_within(worker, 8)
