@@ -40,6 +40,7 @@ def test_units_and_plain_http_site(tmp_path: Path) -> None:
     assert "-k uvicorn_worker.UvicornWorker" in web
     assert "--bind unix:/run/zspb/web.sock" in web
     assert "--workers 3" in web and "--graceful-timeout 30" in web
+    assert "--keep-alive 75" in web
     for unit in ("zspb-web.service", "zspb-worker.service", "zspb-bot.service",
                  "zspb-backup.service"):
         text = (tmp_path / unit).read_text()
@@ -56,6 +57,7 @@ def test_units_and_plain_http_site(tmp_path: Path) -> None:
     assert "Strict-Transport-Security" not in site and "listen 443" not in site
     assert "internal;" in site and "alias /opt/zspb/var/media/;" in site
     assert "client_max_body_size 200m;" in site
+    assert "keepalive_timeout 60s;" in site
 
 
 def test_https_site_has_the_certificate_hsts_and_a_redirect(tmp_path: Path) -> None:
