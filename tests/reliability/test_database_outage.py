@@ -256,3 +256,15 @@ def test_database_error_outside_a_view_is_503_too(asgi_server, monkeypatch):
     _unavailable_as_promised(response, api=True)
     assert list(LogEntry.objects.filter(category=LogEntry.Category.ERROR)
                 .values_list("action", flat=True)) == ["database.unavailable"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connections_afterwards() -> Iterator[None]:
+    """These tests kill every other backend of the test database: the next tests (a live
+    server's thread, a pooled connection) must not inherit a killed one."""
+    yield
+    for conn in connections.all():
+        conn.close()
+        close_pool = getattr(conn, "close_pool", None)  # PostgreSQL with a pool only
+        if close_pool is not None and getattr(conn, "pool", None) is not None:
+            close_pool()
