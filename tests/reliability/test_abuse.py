@@ -52,49 +52,37 @@ def _hammer(api: Any, path: str, body: Any, victim_check: Any) -> Counter[int]:
     return statuses
 
 
+GUESSES = {
+    # path, the attacker's n-th guess, the victim's own wrong guess, its answer, the scopes
+    "link codes": ("/api/discord/link", lambda i: {"code": f"AAAA-{i:04d}"[:9]},
+                   {"code": "BBBB-0000"}, 400, "link_account", "link_ip"),
+    "keys": ("/api/keys/redeem", lambda i: {"key": f"ZSPB-{i:05d}-00000-00000-00000"},
+             {"key": "ZSPB-00000-00000-00000-00001"}, 404, "redeem_account", "redeem_ip"),
+}
+
+
 @pytest.mark.django_db
-def test_ten_thousand_wrong_link_codes(api_as: Any, member: Any, roles: Any, settings: Any,
-                                       proxied: None, django_user_model: Any) -> None:
-    victim = django_user_model.objects.create_user(username="victim_link", password=PASSWORD,
+@pytest.mark.parametrize("kind", list(GUESSES))
+def test_ten_thousand_wrong_guesses(kind: str, api_as: Any, member: Any, roles: Any,
+                                    settings: Any, proxied: None,
+                                    django_user_model: Any) -> None:
+    path, guess, own_guess, wrong, account_scope, ip_scope = GUESSES[kind]
+    victim = django_user_model.objects.create_user(username="victim", password=PASSWORD,
                                                    role=roles["user"])
     victim_api = api_as(victim, ip=NGINX)
 
     def victim_check() -> None:
-        # A wrong code of the victim's own is refused as wrong, not throttled.
-        assert_error(victim_api.post("/api/discord/link", {"code": "BBBB-0000"},
-                                     HTTP_X_FORWARDED_FOR=VICTIM), 400)
+        # The victim's own wrong guess is refused as wrong, not throttled.
+        assert_error(victim_api.post(path, own_guess, HTTP_X_FORWARDED_FOR=VICTIM), wrong)
 
     started = time.monotonic()
-    statuses = _hammer(api_as(member, ip=NGINX), "/api/discord/link",
-                       lambda i: {"code": f"AAAA-{i:04d}"[:9]}, victim_check)
+    statuses = _hammer(api_as(member, ip=NGINX), path, guess, victim_check)
     elapsed = time.monotonic() - started
-    limit = settings.ZSPB.rate_limits["link_account"].count
-    assert set(statuses) <= {400, 429}, statuses
-    assert statuses[400] <= limit * _windows("link_account", settings, elapsed), statuses
+    limit = settings.ZSPB.rate_limits[account_scope].count
+    assert set(statuses) <= {wrong, 429}, statuses
+    assert statuses[wrong] <= limit * _windows(account_scope, settings, elapsed), statuses
     journaled = LogEntry.objects.filter(action="ratelimit.exceeded").count()
-    assert 1 <= journaled <= 2 * _windows("link_ip", settings, elapsed)
-
-
-@pytest.mark.django_db
-def test_ten_thousand_wrong_keys(api_as: Any, member: Any, roles: Any, settings: Any,
-                                 proxied: None, django_user_model: Any) -> None:
-    victim = django_user_model.objects.create_user(username="victim_key", password=PASSWORD,
-                                                   role=roles["user"])
-    victim_api = api_as(victim, ip=NGINX)
-
-    def victim_check() -> None:
-        assert_error(victim_api.post("/api/keys/redeem", {"key": "ZSPB-00000-00000-00000-00001"},
-                                     HTTP_X_FORWARDED_FOR=VICTIM), 404)
-
-    started = time.monotonic()
-    statuses = _hammer(api_as(member, ip=NGINX), "/api/keys/redeem",
-                       lambda i: {"key": f"ZSPB-{i:05d}-00000-00000-00000"}, victim_check)
-    elapsed = time.monotonic() - started
-    limit = settings.ZSPB.rate_limits["redeem_account"].count
-    assert set(statuses) <= {404, 429}, statuses
-    assert statuses[404] <= limit * _windows("redeem_account", settings, elapsed), statuses
-    journaled = LogEntry.objects.filter(action="ratelimit.exceeded").count()
-    assert 1 <= journaled <= 2 * _windows("redeem_ip", settings, elapsed)
+    assert 1 <= journaled <= 2 * _windows(ip_scope, settings, elapsed)
 
 
 @pytest.mark.django_db
