@@ -41,6 +41,7 @@ import yaml
 BASE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(BASE))
 
+from bench.measure import Context, Measurement, measure_all, report_rows  # noqa: E402
 from tests.deploy.stack import Stack  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -345,7 +346,8 @@ class Row:
         return ", ".join([*parts, "no errors"])
 
 
-def report(*, rows: list[Row], profiles: dict[str, str], settings: dict[str, str]) -> str:
+def report(*, rows: list[Row], profiles: dict[str, str], settings: dict[str, str],
+           measured: list[Measurement]) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -383,6 +385,7 @@ def report(*, rows: list[Row], profiles: dict[str, str], settings: dict[str, str
         lines += ["", f"## Profile: {title} (goal missed)", "",
                   "py-spy sampling one web worker during a further run of this path.", "",
                   text.rstrip()]
+    lines += report_rows(measured)
     history = HERE / "history.md"
     if history.exists():
         lines += ["", history.read_text().rstrip()]
@@ -397,6 +400,11 @@ def main(argv: list[str]) -> int:
                         default=int(os.environ.get("BENCH_WEB_WORKERS", "1")),
                         help="gunicorn workers per web instance (two instances)")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-http", action="store_true",
+                        help="skip the wrk rows (to work on the other rows)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated row modules of bench/measure.py to run "
+                             "(keygen,expiry,...); all by default")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("bench: wrk not found (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
@@ -440,10 +448,11 @@ def main(argv: list[str]) -> int:
             Target("dashboard_api", "dashboard's API calls (/api/auth/me, /api/subscriptions)",
                   "get", (data["sessions"], "/api/auth/me,/api/subscriptions"), 0.5),
         ]
-        say("warming up")
-        run_wrk(stack, baseline, 3)
-        rows = [Row(path, [], []) for path in paths]
-        for number in range(1, rounds + 1):
+        rows = [] if args.no_http else [Row(path, [], []) for path in paths]
+        if rows:
+            say("warming up")
+            run_wrk(stack, baseline, 3)
+        for number in range(1, rounds + 1 if rows else 1):
             for row in rows:
                 row.baselines.append(run_wrk(stack, baseline, seconds))
                 row.results.append(run_wrk(stack, row.path, seconds, keys))
@@ -475,7 +484,10 @@ def main(argv: list[str]) -> int:
                      f"checks, pages), {MEMBERS} members redeeming from a pool of {pool} "
                      "fresh keys"),
         }
-        text = report(rows=rows, profiles=profiles, settings=settings)
+        context = Context(stack=stack, quick=args.quick, say=say, root=root)
+        only = {name.strip() for name in args.only.split(",") if name.strip()} or None
+        measured = measure_all(context, only)
+        text = report(rows=rows, profiles=profiles, settings=settings, measured=measured)
         args.report.write_text(text)
         print(text)
         say(f"report written to {args.report}")
