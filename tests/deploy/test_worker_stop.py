@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
-from django_q.models import OrmQ
 
 from core.proctable import group_running
 
@@ -87,18 +85,20 @@ def test_sigterm_to_the_whole_group_stops_every_process(
 def test_a_job_outlasting_the_deadline_is_cut_off_at_the_deadline(
     worker: subprocess.Popen[bytes], tmp_path: Path,
 ) -> None:
+    marker = tmp_path / "job-running"
     enqueue = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c",
-         "from django_q.tasks import async_task; async_task('time.sleep', 60)"],
+         "from django_q.tasks import async_task; "
+         f"async_task('tests.deploy.jobs.mark_then_sleep', {str(marker)!r}, 60)"],
         cwd=BASE, env=_env(), capture_output=True, text=True, check=False)
     assert enqueue.returncode == 0, enqueue.stderr
-    # Running once a worker has taken it from the ORM broker, which then moves the row's lock
-    # into the future (the retry time).
+    # The broker's lock moves once the pusher has taken the job, before a worker process runs
+    # it: under load SIGTERM could then find no job running (CI saw exit 0). The job's own
+    # marker says it is running.
     deadline = time.monotonic() + 60
-    while not OrmQ.objects.filter(lock__gt=timezone.now()).exists():
-        assert time.monotonic() < deadline, "no worker took the job within 60 s"
-        time.sleep(0.2)
-    time.sleep(0.5)
+    while not marker.exists():
+        assert time.monotonic() < deadline, "no worker ran the job within 60 s"
+        time.sleep(0.1)
     worker.send_signal(signal.SIGTERM)
     # --stop-timeout 3, plus the pause that tells a group signal from a single one.
     _stopped_within(worker, 8)
