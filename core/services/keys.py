@@ -175,6 +175,9 @@ def _redeem(*, user: User, code: str, ip: str | None) -> Subscription:
             .filter(user=locked_user, product=key.product)
             .first()
         )
+        if subscription is not None:
+            # The row was filtered on this product: no second query to render it.
+            subscription.product = key.product
         extended = subscription is not None and subscription.active_at(now)
         if subscription is None:
             subscription = Subscription.objects.create(

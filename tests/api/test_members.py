@@ -93,6 +93,48 @@ class TestRedeem:
             assert len(api.get("/api/subscriptions").json()["items"]) == 8
 
 
+    def test_redeem_queries_are_constant(self, api_as, member, moderator, product):
+        """Redeem costs the same queries for a new subscription, an extension, and with many
+        keys, members and subscriptions around; the list is asserted so that a new query on
+        the hot path is a conscious change."""
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        api = api_as(member)
+
+        def redeem(code: str) -> list[str]:
+            with CaptureQueriesContext(connection) as ctx:
+                assert api.post("/api/keys/redeem", {"key": code}).status_code == 200
+            return [q["sql"].split(" ", 2)[0] + " " + _table(q["sql"])
+                    for q in ctx.captured_queries]
+
+        first = redeem(_keys(moderator, product)[0])
+        extended = redeem(_keys(moderator, product)[0])
+        for number in range(20):
+            other = UserFactory.create()
+            other_product = ProductFactory.create()
+            other_api = api_as(other, ip=f"198.51.100.{number + 10}")
+            for code in _keys(moderator, other_product, count=3):
+                assert other_api.post("/api/keys/redeem", {"key": code}).status_code == 200
+        later = redeem(_keys(moderator, product)[0])
+        assert len(first) == len(extended) == len(later), (first, extended, later)
+        assert later == [
+            "SELECT django_session", "SELECT core_user",  # the request's session and member
+            "SAVEPOINT -",  # the redeem's transaction (a savepoint inside the test's)
+            "SELECT core_user",  # the member, locked: extensions serialise, a ban is seen
+            "SELECT core_licensekey", "UPDATE core_licensekey",  # found, then claimed once
+            "SELECT core_subscription", "UPDATE core_subscription",  # locked, extended
+            "INSERT core_rolesyncrequest", "INSERT core_logentry", "RELEASE -"]
+
+
+def _table(sql: str) -> str:
+    """The first table a statement names, for a readable query list."""
+    import re
+
+    match = re.search(r'(?:FROM|INTO|UPDATE) "?([a-z_]+)"?', sql)
+    return match.group(1) if match else "-"
+
+
 @pytest.mark.django_db
 class TestStats:
     def test_own_and_others(self, api_as, member, support):
