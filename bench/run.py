@@ -325,7 +325,7 @@ class Row:
 
     @property
     def ratio(self) -> float:
-        # Per round, against the baseline run just before it (the load on a shared machine
+        # Per round, against that round's baseline (the load on a shared machine
         # changes between rounds more than within one); the median of those.
         return statistics.median(r.rps / b.rps if b.rps else 0.0
                                  for r, b in zip(self.results, self.baselines, strict=True))
@@ -409,7 +409,9 @@ def main(argv: list[str]) -> int:
     if shutil.which("wrk") is None:
         print("bench: wrk not found (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 2
-    rounds, seconds, profile_seconds = (1, 5.0, 6.0) if args.quick else (3, 15.0, 12.0)
+    # Full: three rounds of 10 s per path (about 2.5 minutes of wrk), leaving the rest of the
+    # ten minutes to the jobs and scale rows; quick: one round of 4 s.
+    rounds, seconds, profile_seconds = (1, 4.0, 5.0) if args.quick else (3, 10.0, 8.0)
     started = time.monotonic()
 
     def say(text: str) -> None:
@@ -453,8 +455,11 @@ def main(argv: list[str]) -> int:
             say("warming up")
             run_wrk(stack, baseline, 3)
         for number in range(1, rounds + 1 if rows else 1):
+            # One baseline run opens each round and every path is compared with it: the
+            # paths' runs follow it within a minute, on a machine in the same state.
+            base = run_wrk(stack, baseline, seconds)
             for row in rows:
-                row.baselines.append(run_wrk(stack, baseline, seconds))
+                row.baselines.append(base)
                 row.results.append(run_wrk(stack, row.path, seconds, keys))
                 say(f"round {number}, {row.path.name}: {row.results[-1].rps:.0f} req/s"
                     f" against {row.baselines[-1].rps:.0f}")
@@ -471,9 +476,9 @@ def main(argv: list[str]) -> int:
                 f"{args.web_workers} each, the rendered zspb-web.service), 1 job worker, "
                 "PostgreSQL and Redis on 127.0.0.1, DEBUG off"),
             "Load": (f"wrk, {WRK_THREADS} threads, {CONNECTIONS} connections, {rounds} "
-                     f"round(s) of {seconds:g} s per path, each after a baseline run of the "
-                     "same length; figures are medians over the rounds, the ratio is the median of "
-                     "each round's ratio to the baseline run just before it"),
+                     f"round(s); each round is a baseline run then every path, {seconds:g} s "
+                     "each; figures are medians over the rounds, the ratio is the median of "
+                     "each round's ratio to that round's baseline"),
             "Throttles": (f"every app rate limit raised to {UNLIMITED} (the throttles still "
                           "count in Redis, none refuses); nginx's limit_req zones raised to "
                           "100000 r/s, burst 100000, in the bench's copy of the rendered site "
