@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from core.models import Invite, User
@@ -15,13 +15,14 @@ def month_start(at: datetime) -> datetime:
     return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
+def counted_this_month(now: datetime) -> Q:
+    """The invites that use up quota: created this month and not revoked (a revoke refunds).
+    A condition, so that a query over several users' invites can count with it too."""
+    return Q(created_at__gte=month_start(now)) & ~Q(status=Invite.Status.REVOKED)
+
+
 def invites_counted_this_month(*, user: User, now: datetime) -> int:
-    """Invites that use up quota: created this month and not revoked (a revoke refunds)."""
-    return (
-        Invite.objects.filter(created_by=user, created_at__gte=month_start(now))
-        .exclude(status=Invite.Status.REVOKED)
-        .count()
-    )
+    return Invite.objects.filter(counted_this_month(now), created_by=user).count()
 
 
 def invite_quota(*, user: User) -> int | None:

@@ -3,14 +3,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from django.db.models import Count, Model, Q
+from django.db.models import Count, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import NotFound
 from core.models import Ban, Invite, LicenseKey, Subscription, User
-from core.selectors.invites import invite_quota, invites_counted_this_month
+from core.selectors.invites import counted_this_month, invite_quota
 
 
 @dataclass(frozen=True)
@@ -43,17 +45,38 @@ class UserStats:
     subscriptions: list[SubscriptionView]
 
 
+def _count_of(queryset: QuerySet[Any], field: str) -> Coalesce:
+    """The number of rows of `queryset` whose `field` is the outer user: a correlated
+    subquery, so that one query reads the user and every count."""
+    counted = (queryset.filter(**{field: OuterRef("pk")}).order_by().values(field)
+               .annotate(n=Count("*")).values("n"))
+    return Coalesce(Subquery(counted), 0)
+
+
 def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
-    """Everything the stats pages show, in a fixed number of queries whatever the data size."""
+    """Everything the stats pages show, in a fixed number of queries whatever the data size:
+    the user with every count and the active ban (one query, correlated subqueries on
+    indexed columns), then the subscriptions. The dashboard runs it on every visit."""
     now = now or timezone.now()
-    user = User.objects.select_related("role", "invited_by").filter(pk=user_id).first()
+    ban = Ban.objects.active(now).filter(user=OuterRef("pk"))  # newest first (Meta.ordering)
+    user = (
+        User.objects.select_related("role", "invited_by").filter(pk=user_id)
+        .annotate(
+            invites_total=_count_of(Invite.objects.all(), "created_by"),
+            invites_used=_count_of(Invite.objects.filter(status=Invite.Status.USED),
+                                   "created_by"),
+            invites_this_month=_count_of(Invite.objects.filter(counted_this_month(now)),
+                                         "created_by"),
+            redeemed_count=_count_of(LicenseKey.objects.all(), "redeemed_by"),
+            ban_id=Subquery(ban.values("pk")[:1]),
+            ban_reason=Subquery(ban.values("reason")[:1]),
+            ban_ends_at=Subquery(ban.values("ends_at")[:1]),
+        )
+        .first()
+    )
     if user is None:
         raise NotFound(_("User not found."))
-    invites = Invite.objects.filter(created_by=user).aggregate(
-        total=Count("id"), used=Count("id", filter=Q(status=Invite.Status.USED))
-    )
-    redeemed = LicenseKey.objects.filter(redeemed_by=user).count()
-    ban = Ban.objects.active(now).filter(user=user).first()
+    extra = cast(Any, user)  # the annotations
     subs = [
         SubscriptionView(product=s.product.slug, product_name=s.product.name,
                          started_at=s.started_at, expires_at=s.expires_at,
@@ -62,26 +85,27 @@ def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
         .order_by("-expires_at")
     ]
     quota = invite_quota(user=user)
-    used_this_month = invites_counted_this_month(user=user, now=now)
+    banned = extra.ban_id is not None
     return UserStats(
         id=user.pk,
         username=user.username,
         role=user.role.name if user.role else None,
         date_joined=user.date_joined,
         invited_by=user.invited_by.username if user.invited_by else None,
-        invites_created=invites["total"],
-        invites_used=invites["used"],
+        invites_created=extra.invites_total,
+        invites_used=extra.invites_used,
         invite_quota=quota,
-        invites_left_this_month=None if quota is None else max(quota - used_this_month, 0),
-        keys_redeemed=redeemed,
+        invites_left_this_month=(None if quota is None
+                                 else max(quota - extra.invites_this_month, 0)),
+        keys_redeemed=extra.redeemed_count,
         # Whole days left across every active subscription.
         days_left_total=sum(int((s.expires_at - now).total_seconds() // 86400)
                             for s in subs if s.active),
         discord_linked=user.discord_id is not None,
         discord_username=user.discord_username,
-        banned=ban is not None,
-        ban_reason=ban.reason if ban is not None else None,
-        ban_ends_at=ban.ends_at if ban is not None else None,
+        banned=banned,
+        ban_reason=extra.ban_reason if banned else None,
+        ban_ends_at=extra.ban_ends_at if banned else None,
         subscriptions=subs,
     )
 
