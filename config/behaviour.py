@@ -44,6 +44,14 @@ class RoleSpec:
 @dataclass(frozen=True)
 class JournalSpec:
     channel_id: int | None = None
+    # Entries older than this many days are deleted by the zspb:prune-journals job; None keeps
+    # them for ever.
+    retention_days: int | None = None
+
+
+# Journal retention when config.yaml names none: long enough for disputes and moderation
+# appeals, short enough that storage follows use rather than traffic.
+DEFAULT_JOURNAL_RETENTION_DAYS: dict[str, int] = {"user": 180, "moderation": 730, "error": 90}
 
 
 # Throttle scopes and their defaults: "N/period", period = s, m, h or d with an optional
@@ -202,10 +210,23 @@ def load_behaviour(path: Path) -> Behaviour:
 
     journals: dict[str, JournalSpec] = {}
     raw_journals = data.get("journals") or {}
-    for name in ("user", "moderation", "error"):
+    if not isinstance(raw_journals, dict):
+        raise _fail(path, "journals", "must be a mapping of user, moderation and error")
+    unknown_journals = set(raw_journals) - set(DEFAULT_JOURNAL_RETENTION_DAYS)
+    if unknown_journals:
+        raise _fail(path, "journals", f"unknown journals {sorted(unknown_journals)}")
+    for name, default_days in DEFAULT_JOURNAL_RETENTION_DAYS.items():
         entry = raw_journals.get(name) or {}
+        if not isinstance(entry, dict):
+            raise _fail(path, f"journals.{name}", "must be a mapping")
+        unknown_fields = set(entry) - {"channel_id", "retention_days"}
+        if unknown_fields:
+            raise _fail(path, f"journals.{name}", f"unknown fields {sorted(unknown_fields)}")
         journals[name] = JournalSpec(
-            channel_id=_snowflake(path, f"journals.{name}.channel_id", entry.get("channel_id"))
+            channel_id=_snowflake(path, f"journals.{name}.channel_id", entry.get("channel_id")),
+            # Explicit null keeps the journal for ever; a missing key takes the default.
+            retention_days=_opt_int(path, f"journals.{name}.retention_days",
+                                    entry.get("retention_days", default_days), minimum=1),
         )
 
     raw_limits = data.get("rate_limits") or {}

@@ -26,4 +26,9 @@ SCHEDULES: tuple[ScheduleSpec, ...] = (
     # Login logs (django-axes) kept core.services.lockouts.ACCESS_LOG_RETENTION_DAYS days.
     ScheduleSpec(name="zspb:trim-access-logs", func="core.tasks.trim_access_logs",
                  minutes=1440),
+    # Journal entries kept journals.<name>.retention_days days (config.yaml).
+    ScheduleSpec(name="zspb:prune-journals", func="core.tasks.prune_journals", minutes=1440),
+    # Successful licence checks, counted in Redis, added to their per-day rows.
+    ScheduleSpec(name="zspb:licence-check-counts", func="core.tasks.flush_license_check_counts",
+                 minutes=1),
 )

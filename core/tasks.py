@@ -6,8 +6,10 @@ from django_q.tasks import async_task
 
 from core.services.bans import bans_expire_due
 from core.services.keys import TASK_TIME_BUDGET_SECONDS, key_generation_fail, key_generation_run
+from core.services.licence_counts import license_checks_flush
 from core.services.lockouts import access_logs_trim
 from core.services.realtime import subscriptions_notify_expired
+from core.services.retention import journal_prune
 from core.services.rolesync import (
     member_roles_strip,
     role_sync_drain,
@@ -78,3 +80,15 @@ def notify_expired_subscriptions() -> int:
 def trim_access_logs() -> int:
     """Daily: delete login access and failure logs past their retention. Returns how many."""
     return access_logs_trim()
+
+
+def prune_journals() -> dict[str, int]:
+    """Daily: delete journal entries past their journal's retention. Returns how many, per
+    journal."""
+    return journal_prune()
+
+
+def flush_license_check_counts() -> int:
+    """Every minute: add the successful licence checks counted in Redis to their per-day rows.
+    Returns how many checks were added."""
+    return license_checks_flush()

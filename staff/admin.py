@@ -10,6 +10,7 @@ from staff import (  # noqa: F401  (registers them)
     invites,
     journal,
     keys,
+    licence_checks,
     products,
     releases,
     roles,

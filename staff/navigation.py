@@ -36,6 +36,7 @@ KNOWN: dict[str, tuple[str, Any, str]] = {
     "core.keygenerationjob": (KEYS, _("Key batches"), "stacks"),
     "core.subscription": (KEYS, _("Subscriptions"), "schedule"),
     "core.product": (KEYS, _("Products"), "inventory_2"),
+    "core.licensecheckday": (KEYS, _("Licence checks"), "verified"),
     "core.loaderrelease": (LOADER, _("Loader releases"), "download"),
     "core.useractionentry": (JOURNALS, _("User actions"), "history"),
     "core.moderationentry": (JOURNALS, _("Moderation"), "shield_person"),

@@ -3,6 +3,7 @@ from core.models.discord import DiscordLinkCode
 from core.models.invites import Invite
 from core.models.jobs import KeyGenerationJob
 from core.models.keys import LicenseKey, Product
+from core.models.licence_checks import LicenseCheckDay
 from core.models.logs import LogEntry, ModerationEntry, SystemErrorEntry, UserActionEntry
 from core.models.releases import LoaderRelease
 from core.models.roles import Role
@@ -18,6 +19,7 @@ __all__ = [
     "EncryptionCanary",
     "Invite",
     "KeyGenerationJob",
+    "LicenseCheckDay",
     "LicenseKey",
     "LoaderRelease",
     "LogEntry",

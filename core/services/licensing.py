@@ -5,7 +5,8 @@ digest of the machine's HWID and of the key or account (see `binding_digest`), t
 time, so a loader can refuse an answer issued for another machine or licence. Every refusal has
 the same shape and does the same work (the same queries), so neither its content nor its timing
 tells an unknown key from a banned owner or a wrong machine; the reason is written to the user
-journal only.
+journal only. Successes are counted per subscription and day (core.services.licence_counts);
+only the one that binds a machine is journaled.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from core.selectors.licensing import (
 )
 from core.services.access import ensure_capability
 from core.services.keys import key_lookup_digest
+from core.services.licence_counts import license_check_count
 from core.services.logs import Category, log_event
 from core.services.ratelimit import rate_limit
 from core.services.subscriptions import subscription_lock_for_staff
@@ -245,9 +247,14 @@ def license_check(
                   ip=ip)
         return _signed({**binding, "valid": False})
     subscription = grant.subscription
-    log_event(category=Category.USER, action="license.check_ok", actor=grant.user,
-              data={"mode": mode, "product": product, "subscription_id": subscription.pk,
-                    "hwid_bound": grant.hwid_bound}, ip=ip)
+    # Successes are counted per subscription and day (one Redis round trip), not journaled one
+    # row each: a journal INSERT per check made storage grow with traffic. The check that binds
+    # a machine changes the licence, so it is still journaled (once per binding).
+    license_check_count(subscription_id=subscription.pk)
+    if grant.hwid_bound:
+        log_event(category=Category.USER, action="license.check_ok", actor=grant.user,
+                  data={"mode": mode, "product": product, "subscription_id": subscription.pk,
+                        "hwid_bound": True}, ip=ip)
     # The loader learns the current release from the signed answer itself: a loader that checks
     # by key has no session to ask /loader/latest with, and a signed version cannot be spoofed.
     # The check by key read it with the key; the check by account asks now.
