@@ -112,6 +112,9 @@ class ScaledChangeListMixin:
 
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # Rendering the rows (unfold builds every cell's markup in Python) is most of a page's
+    # server time at a million rows, not the queries: 50 rows keep a page well under 300 ms.
+    list_per_page = 50
 
 
 class UserRefFilter(TextFilter):

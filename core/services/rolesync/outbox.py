@@ -7,9 +7,11 @@ queued (drain.py), so the change reaches Discord within seconds.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -131,3 +133,23 @@ def enqueue_drain() -> None:
     # before its last look for due rows, so a request committed meanwhile is not stranded.
     if cache.add(ENQUEUED_KEY, 1, timeout=30):
         async_task(DRAIN_TASK, task_name="zspb:rolesync-drain-soon")
+
+
+def request_selected(*, rows: QuerySet[Any], reason: str, now: datetime) -> int:
+    """Queue the user of each of `rows` (any model with a user_id), in one INSERT ... SELECT: a
+    minute's expiries (100,000 at scale) cost one statement, not a round trip per member.
+    As request_many, existing rows keep their reason and only become due now. Returns the
+    rows written (new, or made due); members already due are left as they are."""
+    sql, params = rows.order_by().values("user_id").query.sql_with_params()
+    moment = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        # The subquery is the ORM's own SQL, its values passed as parameters. "WHERE true"
+        # lets SQLite tell the SELECT's end from the upsert clause.
+        statement = (
+            "INSERT INTO core_rolesyncrequest "  # noqa: S608  # the ORM's SQL, see above
+            "(user_id, reason, requested_at, not_before, attempts, last_error) "
+            f"SELECT DISTINCT selected.user_id, %s, %s, %s, 0, '' FROM ({sql}) selected "
+            "WHERE true ON CONFLICT (user_id) DO UPDATE SET not_before = excluded.not_before "
+            "WHERE core_rolesyncrequest.not_before > excluded.not_before")
+        cursor.execute(statement, [reason[:REASON_MAX], moment, moment, *params])
+        return max(int(cursor.rowcount), 0)

@@ -41,6 +41,7 @@ from core.services.rolesync.outbox import (
     KEY_PREFIX,
     drain_soon,
     request_many,
+    request_selected,
     role_sync_request,
 )
 
@@ -59,25 +60,22 @@ def role_sync_expired(*, now: datetime | None = None, queue_drain: bool = True) 
 
     Time passing changes the wanted roles without any write, so expiry is polled. The mark
     lives in the cache; without it (first run, cache lost) an hour is looked back, and the
-    six-hourly reconcile covers anything older.
+    six-hourly reconcile covers anything older. One INSERT ... SELECT queues them all (the
+    mark moves only after it commits: a run killed before is repeated whole, which is
+    harmless). Returns the requests written.
     """
     now = now or timezone.now()
     if not discord_enabled():
         return 0
     since = cache.get(EXPIRY_MARK_KEY) or now - EXPIRY_LOOKBACK
-    user_ids = sorted(set(
-        Subscription.objects.ended_between(since, now).filter(
-            user__discord_id__isnull=False, product__discord_role_id__isnull=False,
-        ).values_list("user_id", flat=True)
-    ))
-    for start in range(0, len(user_ids), RECONCILE_BATCH):
-        with transaction.atomic():
-            request_many(user_ids=user_ids[start:start + RECONCILE_BATCH], reason="expiry",
-                          now=now)
+    ended = Subscription.objects.ended_between(since, now).filter(
+        user__discord_id__isnull=False, product__discord_role_id__isnull=False)
+    with transaction.atomic():
+        queued = request_selected(rows=ended, reason="expiry", now=now)
     cache.set(EXPIRY_MARK_KEY, now, timeout=None)
-    if user_ids and queue_drain:
+    if queued and queue_drain:
         drain_soon()
-    return len(user_ids)
+    return queued
 
 
 # Past this many members an edit queues one full reconcile instead of a row per member.
