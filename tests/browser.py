@@ -8,12 +8,16 @@ skip into a failure.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connections
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -29,6 +33,26 @@ def require_or_skip(message: str) -> None:
     pytest.skip(message)
 
 
+@contextlib.contextmanager
+def _with_fresh_connections(sync_playwright: Any) -> Iterator[Any]:
+    """Playwright's session, with Django's connections closed as its first and last step.
+
+    Playwright's sync API keeps an event loop running in the test's thread, and while one runs
+    Django keeps database connections per context (asgiref's Local), not per thread: the ORM
+    inside `with sync_playwright()` uses wrappers of its own, which outlive the session and
+    which the next session in the same thread picks up again. One such connection, killed by
+    the database-outage tests in between, failed a later browser test in CI ("terminating
+    connection due to administrator command"). Closed here, each session's first query takes
+    a connection from the pool, whose checkout check replaces a dead one.
+    """
+    with sync_playwright() as playwright:
+        connections.close_all()
+        try:
+            yield playwright
+        finally:
+            connections.close_all()
+
+
 def playwright_or_skip() -> Any:
     """Playwright's sync_playwright, or a skip (a failure in CI) saying what is missing."""
     problems = []
@@ -41,7 +65,7 @@ def playwright_or_skip() -> Any:
         problems.append("the playwright package is missing (pip install playwright)")
     if problems:
         require_or_skip("browser test: " + "; ".join(problems))
-    return sync_playwright
+    return functools.partial(_with_fresh_connections, sync_playwright)
 
 
 def totp_now(device: TOTPDevice) -> str:
