@@ -23,6 +23,8 @@ from unfold.utils import parse_date_str
 
 # Below this many rows a count is exact (and cheap); above it an estimate is shown.
 EXACT_COUNT_LIMIT = 10_000
+# From this offset on, a page is read in two steps (see EstimatedCountPaginator._rows).
+DEFERRED_JOIN_OFFSET = 2_000
 
 
 def _reltuples(model: type[Model], using: str) -> int:
@@ -91,13 +93,25 @@ class EstimatedCountPaginator(Paginator):
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
         # One row more than the page tells whether another page follows.
-        rows = list(self.object_list[bottom:bottom + self.per_page + 1])
+        rows = self._rows(bottom, self.per_page + 1)
         more = len(rows) > self.per_page
         rows = rows[:self.per_page]
         if not rows and number > 1:
             raise EmptyPage(_("That page contains no results"))
         self._learn(bottom + len(rows) + (1 if more else 0), exact=not more)
         return Page(rows, number, self)
+
+    def _rows(self, bottom: int, limit: int) -> list[Any]:
+        """The rows at OFFSET `bottom`. Far in, the offset is skipped over primary keys only
+        (an index-only walk), then the page's rows are read with their joins and
+        subqueries: PostgreSQL computes a row's select list even for the rows an OFFSET
+        skips, so page 500 would run the joins and annotations 25,000 times."""
+        queryset = self.object_list
+        if bottom < DEFERRED_JOIN_OFFSET or not isinstance(queryset, QuerySet):
+            return list(queryset[bottom:bottom + limit])
+        keys = list(queryset.values_list("pk", flat=True)[bottom:bottom + limit])
+        found = {row.pk: row for row in queryset.filter(pk__in=keys)}
+        return [found[key] for key in keys if key in found]
 
     def _learn(self, rows: int, *, exact: bool) -> None:
         """What a page read proved: at least `rows` rows, or exactly that many."""
