@@ -32,10 +32,13 @@ class LicenseKey(models.Model):
         REDEEMED = "redeemed", pgettext_lazy("key", "Redeemed")
         REVOKED = "revoked", pgettext_lazy("key", "Revoked")
 
-    code_digest = models.CharField(_("code digest"), max_length=64, unique=True)
+    # Unique through Meta.constraints: a unique=True CharField also gets a LIKE index on
+    # PostgreSQL, of no use for digests (only ever compared whole).
+    code_digest = models.CharField(_("code digest"), max_length=64)
     code = EncryptedCharField(verbose_name=_("code"), max_length=64)
+    # Indexed as the first column of key_product_status_idx (likewise created_by, redeemed_by).
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="keys",
-                                verbose_name=_("product"))
+                                verbose_name=_("product"), db_index=False)
     duration = models.DurationField(_("duration"))
     status = models.CharField(_("status"), max_length=8, choices=Status.choices,
                               default=Status.FREE)
@@ -48,6 +51,7 @@ class LicenseKey(models.Model):
         on_delete=models.SET_NULL,
         related_name="keys_created",
         verbose_name=_("created by"),
+        db_index=False,
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     redeemed_by = models.ForeignKey(
@@ -57,6 +61,7 @@ class LicenseKey(models.Model):
         on_delete=models.SET_NULL,
         related_name="keys_redeemed",
         verbose_name=_("redeemed by"),
+        db_index=False,
     )
     redeemed_at = models.DateTimeField(_("redeemed"), null=True, blank=True)
 
@@ -74,6 +79,7 @@ class LicenseKey(models.Model):
                          name="key_redeemed_idx"),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["code_digest"], name="key_code_digest_unique"),
             models.CheckConstraint(
                 condition=models.Q(duration__gt=timedelta(0)),
                 name="key_duration_positive",

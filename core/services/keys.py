@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_q.tasks import async_task
 
-from core.crypto import digest, normalize_code, random_code
+from core.crypto import digest, normalize_code
 from core.errors import (
     InvalidInput,
     KeyInvalid,
@@ -24,15 +24,22 @@ from core.errors import (
     ZspbError,
 )
 from core.models import KeyGenerationJob, LicenseKey, Product, Subscription, User
+from core.services import keygen
 from core.services.access import ensure_active, ensure_capability
 from core.services.logs import Category, log_event
 from core.services.ratelimit import rate_limit
 from core.services.realtime import member_notify, subscription_event_data
 from core.services.rolesync import role_sync_request
 
-KEY_GROUPS = 4  # 4 x 5 base32 characters = 100 random bits
-KEY_BODY_LEN = KEY_GROUPS * 5
-INSERT_BATCH = 2000
+KEY_GROUPS = keygen.GROUPS  # 4 x 5 base32 characters = 100 random bits
+KEY_BODY_LEN = keygen.BODY_LEN
+# Keys written per COPY; in a job, per transaction (progress is committed with each chunk).
+INSERT_BATCH = 20_000
+# Rows read or locked per round trip by revocation and exports.
+ROW_BATCH = 2000
+# keys_generate keeps the codes of a batch up to this size in memory; a larger batch's codes
+# are read back from their ciphertext when asked for (GeneratedKeys.iter_codes).
+CODES_KEPT_MAX = INSERT_BATCH
 MAX_DURATION = timedelta(days=3650)
 
 
@@ -41,15 +48,24 @@ class GeneratedKeys:
     batch: uuid.UUID
     product: Product
     duration: timedelta
-    codes: list[str]
+    count: int
+    kept: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def codes(self) -> list[str]:
+        """All the codes, in the order they were made: for callers that made a handful."""
+        return self.kept if self.kept is not None else list(self.iter_codes())
+
+    def iter_codes(self) -> Iterator[str]:
+        """The codes without holding the batch's: a large batch is decrypted in chunks."""
+        if self.kept is not None:
+            return iter(self.kept)
+        return (LicenseKey.objects.filter(batch=self.batch).order_by("id")
+                .values_list("code", flat=True).iterator(chunk_size=ROW_BATCH))
 
 
 def key_code_digest(body: str) -> str:
-    return digest(body, purpose="key")
-
-
-def _format_key(body_with_dashes: str) -> str:
-    return f"{settings.ZSPB.key_prefix}-{body_with_dashes}"
+    return digest(body, purpose=keygen.DIGEST_PURPOSE)
 
 
 def _check_generation(
@@ -70,28 +86,10 @@ def _check_generation(
         raise InvalidInput(_("The note is limited to 200 characters."), fields={"note": len(note)})
 
 
-def _new_keys(
-    n: int, *, product: Product, duration: timedelta, batch: uuid.UUID, note: str,
-    redeem_by: datetime | None, actor: User | None, now: datetime,
-) -> list[LicenseKey]:
-    """`n` unsaved free keys with fresh random codes."""
-    rows = []
-    for _i in range(n):
-        body = random_code(KEY_GROUPS)
-        rows.append(
-            LicenseKey(
-                code_digest=key_code_digest(body.replace("-", "")),
-                code=_format_key(body),
-                product=product,
-                duration=duration,
-                batch=batch,
-                note=note,
-                redeem_by=redeem_by,
-                created_by=actor,
-                created_at=now,
-            )
-        )
-    return rows
+def _new_keys(n: int, *, spec: keygen.KeyRowSpec, keep_codes: bool) -> list[str]:
+    """Write `n` free keys with fresh random codes (one COPY); their codes if `keep_codes`."""
+    return keygen.keys_insert(spec=spec, count=n, prefix=settings.ZSPB.key_prefix,
+                              keep_codes=keep_codes)
 
 
 def keys_generate(
@@ -105,24 +103,25 @@ def keys_generate(
 ) -> GeneratedKeys:
     """Create `count` free keys in one batch. Their clock starts only when redeemed.
 
-    Inserted in chunks inside one transaction, so a failure leaves no half batch behind.
+    Written in chunks inside one transaction, so a failure leaves no half batch behind (the
+    batch is at most keys.batch_max; larger ones are jobs, committed chunk by chunk). The codes
+    of up to CODES_KEPT_MAX keys come back in memory, a larger batch's are read back.
     """
     _check_generation(actor=actor, duration=duration, count=count, note=note,
                       redeem_by=redeem_by)
-    batch = uuid.uuid4()
-    now = timezone.now()
+    spec = keygen.KeyRowSpec(product_id=product.pk, duration=duration, batch=uuid.uuid4(),
+                             note=note, redeem_by=redeem_by, created_by_id=actor.pk,
+                             created_at=timezone.now())
+    keep = count <= CODES_KEPT_MAX
     codes: list[str] = []
     with transaction.atomic():
         for start in range(0, count, INSERT_BATCH):
-            rows = _new_keys(min(INSERT_BATCH, count - start), product=product,
-                             duration=duration, batch=batch, note=note, redeem_by=redeem_by,
-                             actor=actor, now=now)
-            codes.extend(row.code for row in rows)
-            LicenseKey.objects.bulk_create(rows)
+            codes += _new_keys(min(INSERT_BATCH, count - start), spec=spec, keep_codes=keep)
         log_event(category=Category.MODERATION, action="keys.generate", actor=actor,
-                  data={"batch": str(batch), "product": product.slug, "count": count,
+                  data={"batch": str(spec.batch), "product": product.slug, "count": count,
                         "duration_seconds": int(duration.total_seconds()), "note": note})
-    return GeneratedKeys(batch=batch, product=product, duration=duration, codes=codes)
+    return GeneratedKeys(batch=spec.batch, product=product, duration=duration, count=count,
+                         kept=codes if keep else None)
 
 
 def key_lookup_digest(code: str) -> str | None:
@@ -204,7 +203,7 @@ def _redeem(*, user: User, code: str, ip: str | None) -> Subscription:
 # --- Staff tools: generation jobs with progress, revocation, exports --------------------------
 
 # Up to this many keys are generated inside the staff member's request; more go to a task.
-INLINE_MAX = INSERT_BATCH
+INLINE_MAX = 2000
 # A task stops after this long and queues its own continuation, so one run stays far below
 # the cluster's timeout (Q_CLUSTER["timeout"]) whatever the batch size.
 TASK_TIME_BUDGET_SECONDS = 20.0
@@ -265,18 +264,18 @@ def key_generation_run(
         ensure_capability(actor, "generate_keys")
     except ZspbError as exc:
         return key_generation_fail(job_id=job.pk, message=str(exc.message))
+    spec = keygen.KeyRowSpec(product_id=job.product_id, duration=job.duration, batch=job.batch,
+                             note=job.note, redeem_by=job.redeem_by, created_by_id=actor.pk,
+                             created_at=job.created_at)
     started = time.monotonic()
     while True:
         with transaction.atomic():
             locked = KeyGenerationJob.objects.select_for_update().get(pk=job.pk)
             if locked.finished:
                 return locked
-            rows = _new_keys(min(INSERT_BATCH, locked.count - locked.done),
-                             product=job.product, duration=locked.duration, batch=locked.batch,
-                             note=locked.note, redeem_by=locked.redeem_by, actor=actor,
-                             now=locked.created_at)
-            LicenseKey.objects.bulk_create(rows)
-            locked.done += len(rows)
+            made = min(INSERT_BATCH, locked.count - locked.done)
+            _new_keys(made, spec=spec, keep_codes=False)
+            locked.done += made
             locked.status = KeyGenerationJob.Status.RUNNING
             if locked.done >= locked.count:
                 locked.status = KeyGenerationJob.Status.DONE
@@ -328,8 +327,8 @@ def key_revoke(*, actor: User, key_ids: Sequence[int]) -> int:
                            fields={"key_ids": len(ids)})
     revoked: list[int] = []
     with transaction.atomic():
-        for start in range(0, len(ids), INSERT_BATCH):
-            chunk = ids[start:start + INSERT_BATCH]
+        for start in range(0, len(ids), ROW_BATCH):
+            chunk = ids[start:start + ROW_BATCH]
             free = list(LicenseKey.objects.select_for_update()
                         .filter(pk__in=chunk, status=LicenseKey.Status.FREE)
                         .values_list("pk", flat=True))
@@ -366,7 +365,7 @@ def keys_export(*, actor: User, keys: QuerySet[LicenseKey], scope: str) -> KeyEx
     log_event(category=Category.MODERATION, action="keys.export", actor=actor,
               data={"scope": scope[:500], "with_codes": with_codes})
     return KeyExport(with_codes=with_codes,
-                     keys=keys.select_related("product").iterator(chunk_size=INSERT_BATCH))
+                     keys=keys.select_related("product").iterator(chunk_size=ROW_BATCH))
 
 
 def key_batch_export(*, actor: User, batch: uuid.UUID) -> Iterator[LicenseKey]:
@@ -377,4 +376,4 @@ def key_batch_export(*, actor: User, batch: uuid.UUID) -> Iterator[LicenseKey]:
     log_event(category=Category.MODERATION, action="keys.export", actor=actor,
               data={"scope": f"batch={batch}", "batch": str(batch), "with_codes": True})
     return (LicenseKey.objects.filter(batch=batch).select_related("product").order_by("id")
-            .iterator(chunk_size=INSERT_BATCH))
+            .iterator(chunk_size=ROW_BATCH))
