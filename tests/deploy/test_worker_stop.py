@@ -102,5 +102,6 @@ def test_a_job_outlasting_the_deadline_is_cut_off_at_the_deadline(
     worker.send_signal(signal.SIGTERM)
     # --stop-timeout 3, plus the pause that tells a group signal from a single one.
     _stopped_within(worker, 8)
-    assert worker.returncode == 1
-    assert "did not stop within 3 s" in (tmp_path / "worker.log").read_text()
+    log = (tmp_path / "worker.log").read_text()
+    assert worker.returncode == 1, log
+    assert "did not stop within 3 s" in log
