@@ -6,6 +6,7 @@ repeated 20 times. SQLite ignores row locks, so these tests only run on PostgreS
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -35,8 +36,17 @@ def _split(results):
 
 def test_threads_really_use_separate_connections():
     assert connection.vendor == "postgresql"
-    pids = run_concurrently(lambda i: _backend_pid(), threads=4)
-    assert len(set(pids)) == 4
+    # Each thread keeps its connection until all four have theirs: a thread that finished
+    # first would hand its connection back to the pool, and the next could be given it.
+    held = threading.Barrier(4)
+
+    def pid_while_all_hold(index: int) -> int:
+        pid = _backend_pid()
+        held.wait(timeout=30)
+        return pid
+
+    pids = run_concurrently(pid_while_all_hold, threads=4)
+    assert len(set(pids)) == 4, pids
 
 
 def _backend_pid() -> int:
