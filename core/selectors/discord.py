@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -53,6 +54,31 @@ def member_wanted_roles(*, user: User, now: datetime | None = None) -> set[int]:
         user_id=user.pk, product__is_active=True, product__discord_role_id__isnull=False
     ).values_list("product__discord_role_id", flat=True)
     wanted.update(role_id for role_id in product_roles if role_id is not None)
+    return wanted
+
+
+def members_wanted_roles(*, users: Sequence[User], now: datetime | None = None
+                         ) -> dict[int, set[int]]:
+    """member_wanted_roles of many users at once (user id -> role ids), in two queries
+    whatever their number (the users' roles selected by the caller): the role-sync drain
+    takes its members in batches."""
+    now = now or timezone.now()
+    ids = [user.pk for user in users]
+    # As in _is_banned: an inactive account counts as banned.
+    banned = {user.pk for user in users if not user.is_active}
+    banned.update(Ban.objects.active(now).filter(user_id__in=ids).values_list("user_id",
+                                                                             flat=True))
+    wanted: dict[int, set[int]] = {user.pk: set() for user in users}
+    for user in users:
+        role = user.role if user.role_id is not None else None
+        if user.pk not in banned and role is not None and role.discord_role_id is not None:
+            wanted[user.pk].add(role.discord_role_id)
+    products = Subscription.objects.active(now).filter(
+        user_id__in=ids, product__is_active=True, product__discord_role_id__isnull=False
+    ).values_list("user_id", "product__discord_role_id")
+    for user_id, role_id in products:
+        if user_id not in banned and role_id is not None:
+            wanted[user_id].add(role_id)
     return wanted
 
 

@@ -46,7 +46,7 @@ OUTAGE_SECONDS = 300.0 if SOAK else 3.0
 SCHEDULE_EVERY = 1.0 if SOAK else 0.25
 # Discord's figures: 50 requests a second per bot; 10,000 invalid answers per 10 minutes.
 DISCORD_PER_SECOND = 50
-SITE_PER_SECOND = 44  # what core/discord/rest.py keeps itself to (fixed windows of 100 ms)
+SITE_PER_SECOND = 48  # what core/discord/rest.py keeps itself to (sliding count, 25 ms windows)
 INVALID_BUDGET = 10_000
 
 
@@ -147,7 +147,7 @@ def test_outage_then_429_storms_then_a_forbidden_role(world: dict[str, Any]) -> 
 
     # 2. Back, straight into 429 storms: global ones, then on the role-edit bucket; other
     # workers (login checks, the bot's reports) read members as fast as the shared limit lets
-    # them meanwhile, so the drain competes for the 44 requests a second.
+    # them meanwhile, so the drain competes for the 48 requests a second.
     standin.start()
     standin.storm(12, retry_after=0.3, is_global=True)
     standin.storm(12, retry_after=0.4, path="/roles/")
@@ -187,9 +187,10 @@ def test_outage_then_429_storms_then_a_forbidden_role(world: dict[str, Any]) -> 
                f"{standin.invalid(window=600)} in 10 minutes")
     print("\n" + figures)
     assert not standin.violations(), (figures, standin.violations()[:3])
-    # The client sends at most 44 in any second of its clock; what the stand-in receives may
-    # bunch up by a request or two when a loaded machine delays some (receipt jitter).
-    assert SITE_PER_SECOND - 10 <= busiest <= SITE_PER_SECOND + 3 < DISCORD_PER_SECOND, figures
+    # The client sends at most 48 in any second of its clock; what the stand-in receives may
+    # bunch up by a request or two when a loaded machine delays some (receipt jitter), which
+    # the margin below Discord's 50 absorbs.
+    assert SITE_PER_SECOND - 10 <= busiest <= DISCORD_PER_SECOND, figures
     # A request other readers had already sent when a 429 left is in flight, not a breach;
     # with the senders and the stand-in in one loaded process, one took 112 ms to arrive.
     for retry_after, waited in standin.waits_after_429(in_flight=IN_FLIGHT):

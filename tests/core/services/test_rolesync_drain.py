@@ -185,16 +185,16 @@ class TestConverge:
         standin = world["standin"]
         user = linked_member(world, 1)
         role_sync_request(user_id=user.pk, reason="first")
-        original = member_wanted_roles  # what the drain module imported
+        original = drain.members_wanted_roles  # what the drain module imported
         calls = []
 
-        def wanted_then_changed(*, user):
-            calls.append(user.pk)
+        def wanted_then_changed(*, users):
+            calls.append([u.pk for u in users])
             if len(calls) == 1:  # a ban or redeem commits while we talk to Discord
                 role_sync_request(user_id=user.pk, reason="second")
-            return original(user=user)
+            return original(users=users)
 
-        monkeypatch.setattr(drain, "member_wanted_roles", wanted_then_changed)
+        monkeypatch.setattr(drain, "members_wanted_roles", wanted_then_changed)
         role_sync_drain(limit=1)
         row = RoleSyncRequest.objects.get()
         assert row.reason == "second" and row.not_before <= timezone.now()
