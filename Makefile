@@ -54,7 +54,8 @@ soak: venv
 
 # Performance (issue 12): bench/run.py brings up the production stack on loopback (as `make soak`
 # does), drives each hot path with wrk (32 connections) beside a bare one-query Ninja endpoint
-# measured in the same run, and writes BENCHMARKS.md. Needs wrk and nginx (Debian/Ubuntu:
+# measured in the same run, then the rows of bench/measure.py (key generation, expiry, admin at
+# scale, role-sync drain, WebSocket fan-out), and writes BENCHMARKS.md. Needs wrk and nginx (Debian/Ubuntu:
 # apt-get install wrk nginx), PostgreSQL and Redis on 127.0.0.1 (BENCH_POSTGRES, BENCH_REDIS_URL
 # to change them; Redis db 4 by default, which the run empties). py-spy, for the profile of a
 # missed goal, goes into its own venv: it only reads the web worker's memory from outside.
