@@ -17,10 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.locmem import LocMemCache
@@ -152,6 +152,17 @@ class ResilientRedisCache(RedisCache):
 
         return self._call(on_redis, lambda: _count_by_add_incr(self._fallback, key, timeout))
 
+    def counts_in_windows(self, counters: Sequence[ThrottleCounter]) -> list[int]:
+        """count_in_window for several counters in one round trip (a Lua script, so that the
+        rule "stop at the first counter over its limit" holds inside Redis too)."""
+        def on_redis() -> list[int]:
+            keys = [self.make_and_validate_key(c.key) for c in counters]
+            args = [value for c in counters for value in (c.timeout, c.limit)]
+            client = self._cache.get_client(keys[0], write=True)
+            return [int(n) for n in client.eval(_COUNT_SCRIPT, len(keys), *keys, *args)]
+
+        return self._call(on_redis, lambda: _counts_by_add_incr(self._fallback, counters))
+
     def redis_reachable(self) -> bool:
         """Ask Redis itself (health checks): the fallback answering does not make it up."""
         try:
@@ -277,6 +288,45 @@ def _count_by_add_incr(backend: BaseCache, key: str, timeout: int) -> int:
     except ValueError:  # the window expired between add() and incr()
         backend.add(key, 1, timeout=timeout)
         return 1
+
+
+class ThrottleCounter(NamedTuple):
+    """A throttle's counter: its key, the window's length and the count allowed in it."""
+
+    key: str
+    timeout: int
+    limit: int
+
+
+# Each counter in turn: created at 0 for its window if absent, then one more; the first one
+# over its limit ends the script, so an attempt refused by one throttle does not count
+# against the next (an address over its limit does not use up its victim's account's).
+_COUNT_SCRIPT = """
+local counts = {}
+for i = 1, #KEYS do
+    redis.call('SET', KEYS[i], 0, 'EX', ARGV[2 * i - 1], 'NX')
+    counts[i] = redis.call('INCR', KEYS[i])
+    if counts[i] > tonumber(ARGV[2 * i]) then break end
+end
+return counts
+"""
+
+
+def _counts_by_add_incr(backend: BaseCache, counters: Sequence[ThrottleCounter]) -> list[int]:
+    counts: list[int] = []
+    for counter in counters:
+        counts.append(_count_by_add_incr(backend, counter.key, counter.timeout))
+        if counts[-1] > counter.limit:
+            break
+    return counts
+
+
+def counts_in_windows(backend: BaseCache, counters: Sequence[ThrottleCounter]) -> list[int]:
+    """Several throttles' counters in order, stopping after the first one over its limit (the
+    others are not counted): the counts made. One round trip with Redis."""
+    if isinstance(backend, ResilientRedisCache):
+        return backend.counts_in_windows(counters)
+    return _counts_by_add_incr(backend, counters)
 
 
 def count_in_window(backend: BaseCache, key: str, timeout: int) -> int:

@@ -21,7 +21,7 @@ from core.errors import (
 from core.models import DiscordLinkCode, User
 from core.services.access import ensure_active
 from core.services.logs import Category, log_event
-from core.services.ratelimit import rate_limit
+from core.services.ratelimit import rate_limit, rate_limits
 from core.services.realtime import member_notify
 from core.services.rolesync import role_sync_request
 
@@ -75,8 +75,7 @@ def link_code_consume(*, user: User, code: str, ip: str | None = None) -> User:
     request passes its client address and is throttled per address and account.
     """
     if ip is not None:
-        rate_limit(scope="link_ip", ident=ip)
-        rate_limit(scope="link_account", ident=str(user.pk))
+        rate_limits(checks=[("link_ip", ip), ("link_account", str(user.pk))])
     try:
         return _consume(user=user, code=code, ip=ip)
     except ZspbError as exc:

@@ -27,7 +27,7 @@ from core.models import KeyGenerationJob, LicenseKey, Product, Subscription, Use
 from core.services import keygen
 from core.services.access import ensure_active, ensure_capability
 from core.services.logs import Category, log_event
-from core.services.ratelimit import rate_limit
+from core.services.ratelimit import rate_limits
 from core.services.realtime import member_notify, subscription_event_data
 from core.services.rolesync import role_sync_request
 
@@ -140,8 +140,7 @@ def key_redeem(*, user: User, code: str, ip: str | None = None) -> Subscription:
     throttles per Discord id itself.
     """
     if ip is not None:
-        rate_limit(scope="redeem_ip", ident=ip)
-        rate_limit(scope="redeem_account", ident=str(user.pk))
+        rate_limits(checks=[("redeem_ip", ip), ("redeem_account", str(user.pk))])
     try:
         return _redeem(user=user, code=code, ip=ip)
     except (KeyInvalid, KeyUnavailable, UserBanned) as exc:

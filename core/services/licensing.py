@@ -46,7 +46,7 @@ from core.services.access import ensure_capability
 from core.services.keys import key_lookup_digest
 from core.services.licence_counts import license_check_count
 from core.services.logs import Category, log_event
-from core.services.ratelimit import rate_limit
+from core.services.ratelimit import rate_limits
 from core.services.subscriptions import subscription_lock_for_staff
 
 
@@ -222,8 +222,7 @@ def license_check(
         subject = f"key:{lookup or key.strip().upper()}"
     else:
         subject = f"user:{(username or '').lower()}"
-    rate_limit(scope="license_ip", ident=ip)
-    rate_limit(scope="license_subject", ident=subject)
+    rate_limits(checks=[("license_ip", ip), ("license_subject", subject)])
 
     mode = "key" if by_key else "account"
     # What the answer is about, signed into every answer, refusals too: without it one bound

@@ -5,11 +5,12 @@ host counts together. Used by the API, the pages and the bot endpoints alike.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.core.cache import caches
 
-from core.cache import count_in_window
+from core.cache import ThrottleCounter, counts_in_windows
 from core.crypto import digest
 from core.errors import RateLimited
 from core.services.logs import Category, log_event
@@ -17,14 +18,26 @@ from core.services.logs import Category, log_event
 
 def rate_limit(*, scope: str, ident: str) -> None:
     """Count one attempt for `ident` in `scope`; raise RateLimited past the configured rate."""
-    rate = settings.ZSPB.rate_limits[scope]
+    rate_limits(checks=[(scope, ident)])
+
+
+def rate_limits(*, checks: Sequence[tuple[str, str]]) -> None:
+    """rate_limit for several (scope, ident) throttles of one attempt, in order, in one round
+    trip to the cache: the first throttle past its rate refuses, and the ones after it do not
+    count the refused attempt (as when each was called in turn)."""
     now = time.time()
-    window = int(now // rate.seconds)
-    key = f"rl:{scope}:{digest(ident, purpose='ratelimit')[:32]}:{window}"
-    count = count_in_window(caches["default"], key, rate.seconds + 1)
-    if count > rate.count:
-        retry_after = max(1, int(rate.seconds - (now % rate.seconds)))
-        if count == rate.count + 1:  # journal the first refusal of a window, not every one
-            log_event(category=Category.USER, action="ratelimit.exceeded",
-                      data={"scope": scope, "limit": f"{rate.count}/{rate.seconds}s"})
-        raise RateLimited(retry_after=retry_after)
+    counters: list[ThrottleCounter] = []
+    for scope, ident in checks:
+        rate = settings.ZSPB.rate_limits[scope]
+        window = int(now // rate.seconds)
+        key = f"rl:{scope}:{digest(ident, purpose='ratelimit')[:32]}:{window}"
+        counters.append(ThrottleCounter(key=key, timeout=rate.seconds + 1, limit=rate.count))
+    counts = counts_in_windows(caches["default"], counters)
+    for (scope, _ident), count in zip(checks, counts, strict=False):
+        rate = settings.ZSPB.rate_limits[scope]
+        if count > rate.count:
+            retry_after = max(1, int(rate.seconds - (now % rate.seconds)))
+            if count == rate.count + 1:  # journal the first refusal of a window, not every one
+                log_event(category=Category.USER, action="ratelimit.exceeded",
+                          data={"scope": scope, "limit": f"{rate.count}/{rate.seconds}s"})
+            raise RateLimited(retry_after=retry_after)

@@ -9,7 +9,7 @@ import pytest
 from django.core.cache.backends.locmem import LocMemCache
 
 import core.cache
-from core.cache import ResilientRedisCache, count_in_window
+from core.cache import ResilientRedisCache, ThrottleCounter, count_in_window, counts_in_windows
 from tests.reliability.conftest import RedisProcess, free_port
 
 OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
@@ -64,3 +64,41 @@ def test_counts_in_the_fallback_while_redis_is_unreachable(monkeypatch: Any) -> 
 def test_other_backends_count_by_add_and_incr(timeout: int) -> None:
     backend = LocMemCache(f"counter-test-{timeout}", {})  # a store per name and process
     assert [count_in_window(backend, "rl:z", timeout) for _ in range(3)] == [1, 2, 3]
+
+
+def _throttles(prefix: str) -> list[ThrottleCounter]:
+    return [ThrottleCounter(key=f"{prefix}:ip", timeout=61, limit=2),
+            ThrottleCounter(key=f"{prefix}:account", timeout=61, limit=5)]
+
+
+def test_several_counters_in_one_round_trip_stop_at_the_first_over_its_limit(
+        redis_process: RedisProcess, monkeypatch: Any) -> None:
+    backend = _backend(redis_process.url)
+    client = backend._cache.get_client(None, write=True)
+    calls: list[str] = []
+    real = type(client).execute_command
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(str(args[0]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(client), "execute_command", counting)
+    counts = [counts_in_windows(backend, _throttles("rl:m")) for _ in range(4)]
+    # The address's limit is 2: the third and fourth attempts stop there, and the account's
+    # counter is not used up by attempts the address's throttle refused.
+    assert counts == [[1, 1], [2, 2], [3], [4]]
+    assert calls == ["EVAL"] * 4  # one round trip each
+    server = redis_process.client()
+    assert server.get("zspb:1:rl:m:ip") == b"4" and server.get("zspb:1:rl:m:account") == b"2"
+    assert 0 < server.ttl("zspb:1:rl:m:account") <= 61
+
+
+def test_several_counters_in_the_fallback_and_other_backends(monkeypatch: Any) -> None:
+    monkeypatch.setattr("core.cache._journal_outage", lambda *args: None)
+    location = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    try:
+        for backend in (_backend(location), LocMemCache("counters-test", {})):
+            counts = [counts_in_windows(backend, _throttles("rl:f")) for _ in range(4)]
+            assert counts == [[1, 1], [2, 2], [3], [4]]
+    finally:
+        core.cache._outages.pop(location, None)
