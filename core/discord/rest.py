@@ -7,10 +7,9 @@ Limits are respected *before* sending, not discovered by 429s, because Discord b
 makes 10,000 invalid (401/403/429) requests in 10 minutes:
 
 - the bot token's global 50 requests/second, shared by every worker and host through the
-  cache (Redis in production): requests are counted in 25 ms windows and one goes only while
-  the windows of the last second, its own included, hold at most 48, so any sliding second
-  holds at most 48 whatever the phase (a fixed 1 s window of 50 could let 100 through across
-  a boundary) and a steady sender gets about 47 a second;
+  cache (Redis in production): fixed 100 ms windows of at most 4 requests, so any sliding
+  second holds at most 44 whatever the phase (a fixed 1 s window of 50 could let 100 through
+  across a boundary);
 - each route's bucket, learnt from `X-RateLimit-Bucket/Limit/Remaining/Reset(-After)` and
   kept in the cache: a request reserves its place before it is sent, the first request of an
   unknown route goes alone, and answers arriving out of order never raise the count, so
@@ -40,10 +39,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from django.conf import settings
 from django.core.cache import cache as default_cache
-from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
-
-from core.cache import count_in_window
 
 log = logging.getLogger("zspb.discord")
 # httpx logs every request URL at INFO, and a webhook URL carries the webhook's token.
@@ -61,12 +57,7 @@ DEFAULT_MAX_WAIT = 30.0
 MAX_429_PER_CALL = 5
 
 GLOBAL_PER_SECOND = 50
-# Kept below Discord's figure: we count a request when it is reserved, Discord when it arrives,
-# and a loaded host delays some requests more than others.
-GLOBAL_MARGIN = 2
-GLOBAL_WINDOW = 0.025
-# The windows a sliding second touches: a request counts those before its own.
-GLOBAL_SPAN = round(1 / GLOBAL_WINDOW) + 1
+GLOBAL_WINDOW = 0.1
 # Two answers whose X-RateLimit-Reset differ by less than this belong to the same window.
 WINDOW_SLACK = 0.05
 # Bucket state outlives its window, so the next window starts from a known limit.
@@ -184,16 +175,12 @@ class RateLimits:
     ) -> None:
         self.cache = cache or default_cache
         self.clock = clock
-        self.per_second = max(1, per_second - GLOBAL_MARGIN)
+        windows_per_second = round(1 / GLOBAL_WINDOW)
+        # A sliding second overlaps windows_per_second + 1 fixed windows.
+        self.per_window = max(1, per_second // (windows_per_second + 1))
 
     def _k(self, *parts: str) -> str:
         return ":".join((CACHE_PREFIX, *parts))
-
-    def _count(self, key: str, *, timeout: int) -> int:
-        """One more in the counter `key` (created for `timeout` s): one round trip on Redis,
-        where add() then incr() take three. Each request pays for several of these."""
-        backend = caches["default"] if self.cache is default_cache else self.cache
-        return count_in_window(backend, key, timeout)
 
     @staticmethod
     def _ttl(seconds: float) -> int:
@@ -206,34 +193,21 @@ class RateLimits:
 
     # Global limit ------------------------------------------------------------------------
     def global_delay(self) -> float:
-        """Take a slot of the global limit now (0.0) or say how long to wait for one.
-
-        A sliding count: the request counts itself in its window, then reads the counts of
-        the windows before it within a second (and a global 429's block, same round trip). It
-        goes if they hold at most `per_second`; else it takes its count back and waits for
-        the oldest counted window to leave the second. Counting before reading means of two
-        concurrent takers the later one sees the earlier: they cannot both overshoot.
-        """
+        """Take a slot of the global limit now (0.0) or say how long to wait for one."""
         now = self.clock()
+        blocked = self.cache.get(self._k("global-until"))
+        if blocked is not None and blocked > now:
+            return float(blocked) - now
         window = int(now / GLOBAL_WINDOW)
         key = self._k("global", str(window))
-        taken = self._count(key, timeout=5)
-        blocked_key = self._k("global-until")
-        earlier = {self._k("global", str(window - back)): window - back
-                   for back in range(1, GLOBAL_SPAN)}
-        got = self.cache.get_many([blocked_key, *earlier])
-        blocked = got.pop(blocked_key, None)
-        counted = {earlier[k]: int(v) for k, v in got.items() if v}
-        if blocked is None or blocked <= now:
-            if taken + sum(counted.values()) <= self.per_second:
-                return 0.0
-            oldest = min(counted, default=window)
-            delay = (oldest + GLOBAL_SPAN) * GLOBAL_WINDOW - now
-        else:
-            delay = float(blocked) - now
-        with contextlib.suppress(ValueError):
-            self.cache.decr(key)
-        return max(delay, 0.001)
+        self.cache.add(key, 0, timeout=5)
+        try:
+            taken = self.cache.incr(key)
+        except ValueError:  # expired between add and incr: try the next moment
+            return 0.001
+        if taken <= self.per_window:
+            return 0.0
+        return max((window + 1) * GLOBAL_WINDOW - now, 0.001)
 
     # Buckets -----------------------------------------------------------------------------
     # Per bucket: the window the server last told us about (its X-RateLimit-Reset), when it
@@ -255,14 +229,13 @@ class RateLimits:
         meanwhile, then discounts the reservation (see learn) although it is not sent yet.
         """
         now = self.clock()
-        until_key, route_key = self._k("route-until", route.key), self._k("route", route.key)
-        got = self.cache.get_many([until_key, route_key])
-        blocked, bucket = got.get(until_key), got.get(route_key)
+        blocked = self.cache.get(self._k("route-until", route.key))
         if blocked is not None and blocked > now:
             return float(blocked) - now
+        bucket = self.cache.get(self._k("route", route.key))
         state = self._bucket_state(bucket) if bucket is not None else (None, None, None)
         window, reset_at, limit = state
-        if bucket is None or window is None or reset_at is None or limit is None:
+        if window is None or reset_at is None or limit is None:
             # Unknown route (or its state is gone): one request goes alone and its answer
             # tells every worker the bucket and its limit; the others wait for it instead
             # of guessing.
@@ -294,7 +267,10 @@ class RateLimits:
 
     def sending(self, route: Route) -> None:
         """Count a request in flight on the route (call done() when it has an answer)."""
-        self._count(self._k("inflight", route.key), timeout=BUCKET_TTL)
+        key = self._k("inflight", route.key)
+        self.cache.add(key, 0, timeout=BUCKET_TTL)
+        with contextlib.suppress(ValueError):
+            self.cache.incr(key)
 
     def done(self, route: Route) -> None:
         with contextlib.suppress(ValueError):
@@ -328,9 +304,6 @@ class RateLimits:
         window = _float(headers.get("x-ratelimit-reset")) or now + reset_after
         limit_header = _float(headers.get("x-ratelimit-limit"))
         bucket = f"{name}:{route.major}"
-        if self._nothing_to_learn(route, bucket, window=window, remaining=remaining,
-                                  reset_at=now + reset_after):
-            return
         lock = self._k("lock", bucket)
         # A short critical section: answers of concurrent requests must not overwrite each
         # other's view (a new window lost here would let the next one overshoot).
@@ -383,27 +356,6 @@ class RateLimits:
             self._remember_route(route, bucket)
         finally:
             self.cache.delete(lock)
-
-    def _nothing_to_learn(self, route: Route, bucket: str, *, window: float, remaining: float,
-                          reset_at: float) -> bool:
-        """Whether this answer would change nothing learn() keeps, read without the lock.
-
-        Most answers do not: they belong to the window already known, whose count our own
-        reservations have already lowered, and end it no earlier than known. One read then
-        instead of the lock's round trips. Writing nothing cannot undo another worker's write.
-        """
-        keys = {part: self._k(part, bucket) for part in ("window", "reset")}
-        keys["left"] = self._k("left", bucket, f"{window:.3f}")
-        keys["route"] = self._k("route", route.key)
-        got = self.cache.get_many(list(keys.values()))
-        known, stored, left = (got.get(keys[p]) for p in ("window", "reset", "left"))
-        if known is None:
-            return False
-        if window < known - WINDOW_SLACK:
-            return True  # a late answer from a window that is over: learn() ignores it
-        return (f"{known:.3f}" == f"{window:.3f}" and left is not None
-                and int(left) <= int(remaining) and stored is not None
-                and reset_at >= float(stored) and got.get(keys["route"]) == bucket)
 
     def _remember_route(self, route: Route, bucket: str) -> None:
         # Only once the bucket's state is stored: a worker seeing the route's bucket must

@@ -20,6 +20,7 @@ from django_q.models import OrmQ
 from core.discord import rest
 from core.discord.rest import discord_client
 from core.models import LogEntry, Role, RoleSyncRequest, Subscription, User
+from core.selectors import discord as discord_selectors
 from core.selectors.discord import managed_role_ids, member_wanted_roles
 from core.services.bans import ban_create, ban_lift
 from core.services.bot import bot_member_event
@@ -185,7 +186,7 @@ class TestConverge:
         standin = world["standin"]
         user = linked_member(world, 1)
         role_sync_request(user_id=user.pk, reason="first")
-        original = drain.members_wanted_roles  # what the drain module imported
+        original = discord_selectors.members_wanted_roles
         calls = []
 
         def wanted_then_changed(*, users):
