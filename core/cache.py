@@ -139,13 +139,23 @@ class ResilientRedisCache(RedisCache):
                 client = _clients[key] = RedisCacheClient(base._servers, **base._options)
         return client
 
+    def redis_client(self) -> Any:
+        """The process's Redis client for writes (one connection pool per process and
+        location), for the commands the cache API lacks (hashes, scripts, RENAME)."""
+        return self._cache.get_client(None, write=True)
+
+    def on_redis(self, run: Callable[[], T], fallback: Callable[[], T]) -> T:
+        """`run` (which talks to Redis) under the cache's outage handling: `fallback` instead
+        while Redis is unreachable or known to be down, one probe a retry period."""
+        return self._call(run, fallback)
+
     def count_in_window(self, key: str, timeout: int) -> int:
         """One more in the counter `key`, created for `timeout` seconds by its first count; the
         new count. One round trip to Redis (SET NX EX and INCR in a transaction), where add()
         then incr() take three."""
         def on_redis() -> int:
             redis_key = self.make_and_validate_key(key)
-            pipe = self._cache.get_client(redis_key, write=True).pipeline(transaction=True)
+            pipe = self.redis_client().pipeline(transaction=True)
             pipe.set(redis_key, 0, ex=timeout, nx=True)
             pipe.incr(redis_key)
             return int(pipe.execute()[1])
@@ -158,17 +168,15 @@ class ResilientRedisCache(RedisCache):
         def on_redis() -> list[int]:
             keys = [self.make_and_validate_key(c.key) for c in counters]
             args = [value for c in counters for value in (c.timeout, c.limit)]
-            client = self._cache.get_client(keys[0], write=True)
-            return [int(n) for n in client.eval(_COUNT_SCRIPT, len(keys), *keys, *args)]
+            counts = self.redis_client().eval(_COUNT_SCRIPT, len(keys), *keys, *args)
+            return [int(n) for n in counts]
 
         return self._call(on_redis, lambda: _counts_by_add_incr(self._fallback, counters))
 
     def redis_reachable(self) -> bool:
         """Ask Redis itself (health checks): the fallback answering does not make it up."""
         try:
-            # RedisCache's client is private (and untyped in the stubs); a ping needs no key.
-            client = cast(Any, self)._cache.get_client(None, write=True)
-            ok = bool(client.ping())
+            ok = bool(self.redis_client().ping())
         except UNREACHABLE as error:
             self._failed(error)
             return False

@@ -14,9 +14,6 @@ core.crypto.digest (same key, same purpose), the ciphertext of the field's own c
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -30,7 +27,7 @@ from django.db import connection
 from django.db.backends.utils import CursorDebugWrapper
 from django.db.models import Field
 
-from core.crypto import ALPHABET
+from core.crypto import digester, random_bodies
 from core.models import LicenseKey
 from core.services.keygen_tokens import primary_key_batch
 
@@ -41,8 +38,6 @@ BODY_LEN = GROUPS * GROUP_LEN
 # Keys made (and their COPY text held) at a time inside a chunk.
 BLOCK = 1000
 DIGEST_PURPOSE = "key"  # core.services.keys.key_code_digest's
-# A random byte to the character of its low 5 bits.
-_LOW_BITS = bytes(ord(ALPHABET[b & 31]) for b in range(256))
 _COLUMNS = ("code_digest", "code", "product", "duration", "status", "batch", "note",
             "redeem_by", "created_by", "created_at")
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
@@ -59,24 +54,6 @@ class KeyRowSpec:
     redeem_by: datetime | None
     created_by_id: int | None
     created_at: datetime
-
-
-def random_bodies(n: int, length: int) -> list[str]:
-    """`n` random code bodies of `length` Crockford base32 characters, 5 CSPRNG bits each.
-
-    One `secrets.token_bytes` for all of them, a byte per character mapped by its low 5 bits
-    (uniform: 256 is a multiple of 32), instead of a big integer taken apart character by
-    character per code.
-    """
-    text = secrets.token_bytes(n * length).translate(_LOW_BITS).decode("ascii")
-    return [text[i:i + length] for i in range(0, n * length, length)]
-
-
-def _digester() -> Any:
-    # core.crypto.digest's key for this purpose; each key's digest starts from a copy, which
-    # skips deriving the HMAC's inner and outer pads again.
-    key = f"{settings.DIGEST_SECRET}:{DIGEST_PURPOSE}".encode()
-    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def _format_code(prefix: str, body: str) -> str:
@@ -96,7 +73,7 @@ def _encrypter() -> Callable[[list[bytes]], list[str]]:
 
 def _blocks(n: int, *, prefix: str) -> Iterator[list[tuple[str, str, str]]]:
     """(code, digest, ciphertext) of `n` new keys, BLOCK at a time."""
-    base = _digester()
+    base = digester(DIGEST_PURPOSE)  # each key's digest starts from a copy
     encrypt = _encrypter()
     for start in range(0, n, BLOCK):
         bodies = random_bodies(min(BLOCK, n - start), BODY_LEN)

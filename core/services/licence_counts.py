@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import timezone as dt_timezone
-from typing import Any, cast
+from typing import Any
 
 from django.core.cache import caches
 from django.db import connection
@@ -61,18 +61,17 @@ def license_check_count(*, subscription_id: int, now: datetime | None = None) ->
 
     def on_redis() -> None:
         key = backend.make_and_validate_key(COUNTS_KEY)
-        # The backend's private client: it keeps one connection pool per process.
-        client = cast(Any, backend)._cache.get_client(key, write=True)
+        client = backend.redis_client()
         field = f"{subscription_id}:{row.day.isoformat()}"
         pipe = client.pipeline(transaction=True)
         pipe.hincrby(key, f"n:{field}", 1)
         pipe.hset(key, f"t:{field}", str(int(now.timestamp())))
         pipe.execute()
 
-    # _call is ResilientRedisCache's own outage handling: Redis unreachable (or known to be
-    # down) runs the fallback, here the synchronous upsert. A MULTI that reached Redis but
-    # timed out before its answer may then be counted twice: one check, never lost.
-    cast(Any, backend)._call(on_redis, lambda: _upsert([row], batch=""))
+    # Redis unreachable (or known to be down): the synchronous upsert instead. A MULTI that
+    # reached Redis but timed out before its answer may then be counted twice: one check,
+    # never lost.
+    backend.on_redis(on_redis, lambda: _upsert([row], batch=""))
 
 
 def license_checks_flush() -> int:
@@ -112,7 +111,7 @@ def license_checks_flush() -> int:
 def _flush(backend: ResilientRedisCache) -> int:
     counts_key = backend.make_and_validate_key(COUNTS_KEY)
     flushing_key = backend.make_and_validate_key(FLUSHING_KEY)
-    client = cast(Any, backend)._cache.get_client(counts_key, write=True)
+    client = backend.redis_client()
     if not client.exists(flushing_key):
         try:
             client.renamenx(counts_key, flushing_key)
