@@ -94,9 +94,12 @@ class Command(BaseCommand):
             _kill_children()
             return
 
+        fired = threading.Event()
+
         def watchdog() -> None:
             logger.error("The job cluster did not stop within %.0f s; killing what is left.",
                          stop_timeout)
+            fired.set()
             _kill_children()
             # The main thread may be blocked for good inside django-q2's stop().
             os._exit(1)
@@ -107,6 +110,11 @@ class Command(BaseCommand):
         started = time.monotonic()
         cluster.stop()
         timer.cancel()
+        if fired.is_set():
+            # The watchdog's kill ended the sentinel, so stop() returned: exit as the watchdog
+            # would have, not 0 (CI saw this main thread win the race to the exit).
+            _kill_children()
+            raise SystemExit(1)
         # Workers the sentinel already abandoned (a reincarnated one, say) must not outlive us.
         _kill_children()
         logger.info("The job cluster stopped in %.1f s.", time.monotonic() - started)
