@@ -122,6 +122,15 @@ class ResilientRedisCache(RedisCache):
         })
 
     @property
+    def location(self) -> str:
+        return self._location
+
+    @property
+    def fallback(self) -> LocMemCache:
+        """The per-process store that answers while Redis is unreachable."""
+        return self._fallback
+
+    @property
     def outage(self) -> Outage:
         return outage_for(self._location)
 
@@ -168,10 +177,10 @@ class ResilientRedisCache(RedisCache):
         def on_redis() -> list[int]:
             keys = [self.make_and_validate_key(c.key) for c in counters]
             args = [value for c in counters for value in (c.timeout, c.limit)]
-            counts = self.redis_client().eval(_COUNT_SCRIPT, len(keys), *keys, *args)
+            counts = self.redis_client().eval(COUNT_SCRIPT, len(keys), *keys, *args)
             return [int(n) for n in counts]
 
-        return self._call(on_redis, lambda: _counts_by_add_incr(self._fallback, counters))
+        return self._call(on_redis, lambda: counts_by_add_incr(self._fallback, counters))
 
     def redis_reachable(self) -> bool:
         """Ask Redis itself (health checks): the fallback answering does not make it up."""
@@ -183,22 +192,38 @@ class ResilientRedisCache(RedisCache):
         self._recovered()
         return ok
 
-    def _call(self, on_redis: Callable[[], T], on_fallback: Callable[[], T]) -> T:
+    def skip_redis(self) -> bool:
+        """Whether a call must use the fallback now: Redis is known to be down and this is not
+        the period's one probe. A caller that goes on to Redis reports the outcome with
+        redis_failed() or redis_answered(), as `on_redis` does."""
         outage = self.outage
         if outage.down:
             with outage.lock:
                 now = time.monotonic()
                 if now < outage.next_try:
-                    return on_fallback()
+                    return True
                 # This call is the one probe of the period; the others keep to the fallback.
                 outage.next_try = now + RETRY_SECONDS
+        return False
+
+    def redis_failed(self, error: BaseException) -> None:
+        """Redis could not be reached (one of UNREACHABLE): the outage starts or goes on."""
+        self._failed(error)
+
+    def redis_answered(self) -> None:
+        """Redis answered: an outage, if there was one, is over."""
+        if self.outage.down:
+            self._recovered()
+
+    def _call(self, on_redis: Callable[[], T], on_fallback: Callable[[], T]) -> T:
+        if self.skip_redis():
+            return on_fallback()
         try:
             result = on_redis()
         except UNREACHABLE as error:
             self._failed(error)
             return on_fallback()
-        if outage.down:
-            self._recovered()
+        self.redis_answered()
         return result
 
     def _failed(self, error: BaseException) -> None:
@@ -309,7 +334,7 @@ class ThrottleCounter(NamedTuple):
 # Each counter in turn: created at 0 for its window if absent, then one more; the first one
 # over its limit ends the script, so an attempt refused by one throttle does not count
 # against the next (an address over its limit does not use up its victim's account's).
-_COUNT_SCRIPT = """
+COUNT_SCRIPT = """
 local counts = {}
 for i = 1, #KEYS do
     redis.call('SET', KEYS[i], 0, 'EX', ARGV[2 * i - 1], 'NX')
@@ -320,7 +345,7 @@ return counts
 """
 
 
-def _counts_by_add_incr(backend: BaseCache, counters: Sequence[ThrottleCounter]) -> list[int]:
+def counts_by_add_incr(backend: BaseCache, counters: Sequence[ThrottleCounter]) -> list[int]:
     counts: list[int] = []
     for counter in counters:
         counts.append(_count_by_add_incr(backend, counter.key, counter.timeout))
@@ -334,7 +359,7 @@ def counts_in_windows(backend: BaseCache, counters: Sequence[ThrottleCounter]) -
     others are not counted): the counts made. One round trip with Redis."""
     if isinstance(backend, ResilientRedisCache):
         return backend.counts_in_windows(counters)
-    return _counts_by_add_incr(backend, counters)
+    return counts_by_add_incr(backend, counters)
 
 
 def count_in_window(backend: BaseCache, key: str, timeout: int) -> int:

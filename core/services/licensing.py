@@ -37,6 +37,7 @@ from core.errors import (
 )
 from core.models import LicenseKey, Subscription, User
 from core.selectors.licensing import (
+    KeyLookup,
     latest_release,
     license_key_by_digest,
     license_signing_key,
@@ -46,7 +47,7 @@ from core.services.access import ensure_capability
 from core.services.keys import key_lookup_digest
 from core.services.licence_counts import license_check_count
 from core.services.logs import Category, log_event
-from core.services.ratelimit import rate_limits
+from core.services.ratelimit import rate_limits_around
 from core.services.subscriptions import subscription_lock_for_staff
 
 
@@ -104,12 +105,8 @@ def _signed(body: dict[str, Any]) -> LicenseAnswer:
 
 
 def _user_by_key(
-    lookup: str | None, product: str
+    found: KeyLookup, lookup: str | None, product: str
 ) -> tuple[User, Subscription | None, tuple[str | None, str | None]]:
-    # One query whatever the outcome (a malformed key looks up "-"): a refusal that stopped
-    # before it, or after a shorter one, would answer sooner than a wrong machine or a lapsed
-    # subscription, and tell them apart.
-    found = license_key_by_digest(lookup=lookup or "-")
     licence, subscription = found.licence, found.subscription
     if lookup is None:
         raise _Refused("key_malformed")
@@ -177,13 +174,13 @@ def _bind_hwid(subscription: Subscription, wanted: str) -> bool:
 
 
 def _evaluate(
-    *, request: HttpRequest, product: str, hwid: str, key: str | None, lookup: str | None,
-    username: str | None, password: str | None,
+    *, request: HttpRequest, product: str, hwid: str, found: KeyLookup | None,
+    lookup: str | None, username: str | None, password: str | None,
 ) -> _Grant:
     stored_hwid = hwid_digest(hwid)  # before any refusal, so every path pays for it
     latest: tuple[str | None, str | None] | None = None
-    if key is not None:
-        user, subscription, latest = _user_by_key(lookup, product)
+    if found is not None:
+        user, subscription, latest = _user_by_key(found, lookup, product)
     else:
         assert username is not None and password is not None  # checked by license_check
         user, subscription = _user_by_password(request, username, password, product)
@@ -222,7 +219,14 @@ def license_check(
         subject = f"key:{lookup or key.strip().upper()}"
     else:
         subject = f"user:{(username or '').lower()}"
-    rate_limits(checks=[("license_ip", ip), ("license_subject", subject)])
+    found: KeyLookup | None = None
+    # The throttles count while the key is looked up (a read, so nothing stays of an attempt
+    # they refuse): the check waits for one round trip instead of two. One query whatever the
+    # outcome (a malformed key looks up "-"): a refusal that stopped before it, or after a
+    # shorter one, would answer sooner than a wrong machine or a lapsed subscription.
+    with rate_limits_around(checks=[("license_ip", ip), ("license_subject", subject)]):
+        if key is not None:
+            found = license_key_by_digest(lookup=lookup or "-")
 
     mode = "key" if by_key else "account"
     # What the answer is about, signed into every answer, refusals too: without it one bound
@@ -237,8 +241,8 @@ def license_check(
            else {"account_digest": binding_digest("account", username or "")}),
     }
     try:
-        grant = _evaluate(request=request, product=product, hwid=hwid, key=key, lookup=lookup,
-                          username=username, password=password)
+        grant = _evaluate(request=request, product=product, hwid=hwid, found=found,
+                          lookup=lookup, username=username, password=password)
     except _Refused as refused:
         log_event(category=Category.USER, action="license.check_failed", actor=refused.user,
                   data={"reason": refused.reason, "mode": mode, "product": product[:50],
