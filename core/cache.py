@@ -106,6 +106,24 @@ def _journal_outage_once(outage: Outage, error_type: str) -> None:
     outage.journaled = True
 
 
+class _RedisClients(RedisCacheClient):
+    """Django's client factory, keeping one redis.Redis per connection pool: Django builds a
+    new one on every cache call, which cost about 0.3 ms of CPU each (measured in process), a
+    tenth of a licence check. A redis.Redis is safe to share between threads."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._by_pool: dict[int, Any] = {}
+
+    def get_client(self, key: Any = None, *, write: bool = False) -> Any:
+        base = cast(Any, self)  # Django's private attributes, absent from the stubs
+        pool = base._get_connection_pool(write)
+        client = self._by_pool.get(id(pool))
+        if client is None:
+            client = self._by_pool[id(pool)] = base._client(connection_pool=pool)
+        return client
+
+
 class ResilientRedisCache(RedisCache):
     """Django's RedisCache, answered from a local-memory cache while Redis is unreachable."""
 
@@ -145,7 +163,7 @@ class ResilientRedisCache(RedisCache):
         with _clients_lock:
             client = _clients.get(key)
             if client is None:
-                client = _clients[key] = RedisCacheClient(base._servers, **base._options)
+                client = _clients[key] = _RedisClients(base._servers, **base._options)
         return client
 
     def redis_client(self) -> Any:

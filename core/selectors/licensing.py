@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from functools import lru_cache
-from typing import Any, Final, cast
+from typing import Final, TypeVar
 
 from django.conf import settings
-from django.db.models import FilteredRelation, OuterRef, Q, Subquery
+from django.db import connection
+from django.db.models import FilteredRelation, Model, Q
+from django.utils import timezone
 from nacl.signing import SigningKey
 
-from core.models import LicenseKey, LoaderRelease, Product, Subscription
+from core.models import LicenseKey, LoaderRelease, Product, Subscription, User
 
 ALGORITHM: Final = "Ed25519"
+M = TypeVar("M", bound=Model)
 
 
 def license_signing_key() -> SigningKey:
@@ -38,11 +43,6 @@ def latest_release() -> LoaderRelease | None:
             .only("version", "sha256").first())
 
 
-def _latest(column: str) -> Subquery:
-    return Subquery(LoaderRelease.objects.filter(published=True)
-                    .order_by("-created_at", "-id").values(column)[:1])
-
-
 @dataclass(frozen=True)
 class KeyLookup:
     """What the licence check by key reads, from one query."""
@@ -55,37 +55,63 @@ class KeyLookup:
 
 def license_key_by_digest(*, lookup: str) -> KeyLookup:
     """The key with its product and owner, the owner's subscription to that product and the
-    latest release: one query, the same statement whether or not anything is found."""
-    mine = Subscription.objects.filter(user_id=OuterRef("redeemed_by_id"),
-                                       product_id=OuterRef("product_id"))
-    # Only the columns the check reads: building a full user row costs more than the query,
-    # and would make a found key measurably slower to refuse than an unknown one.
-    licence = (
-        LicenseKey.objects.select_related("product", "redeemed_by")
-        .only("status", "product__slug", "product__is_active", "redeemed_by__username",
-              "redeemed_by__is_active")
-        .annotate(sub_pk=Subquery(mine.values("pk")[:1]),
-                  sub_expires_at=Subquery(mine.values("expires_at")[:1]),
-                  sub_hwid_digest=Subquery(mine.values("hwid_digest")[:1]),
-                  latest_version=_latest("version"), latest_sha256=_latest("sha256"))
-        .filter(code_digest=lookup)
-        .first()
-    )
-    if licence is None:
+    latest release: one query, the same statement whether or not anything is found.
+
+    Written as SQL, built once: the ORM spent about 6 ms of CPU building this five-part query
+    on every check (measured in process), several times what PostgreSQL takes to run it, on
+    the path every paying member's loader calls. Only the columns the check reads are
+    selected: a full user row costs more to build, and would make a found key measurably
+    slower to refuse than an unknown one."""
+    with connection.cursor() as cursor:
+        cursor.execute(_key_lookup_sql(), {"lookup": lookup, "published": True})
+        row = cursor.fetchone()
+    if row is None:
         return KeyLookup(None, None, None, None)
-    row = cast(Any, licence)  # the annotations
+    (key_id, status, product_id, slug, product_active, owner_id, username, owner_active,
+     sub_id, sub_expires_at, sub_hwid, latest_version, latest_sha256) = row
+    product = _loaded(Product(pk=product_id, slug=slug, is_active=product_active))
+    owner = None
+    if owner_id is not None:
+        owner = _loaded(User(pk=owner_id, username=username, is_active=owner_active))
+    licence = _loaded(LicenseKey(pk=key_id, status=status, product=product, redeemed_by=owner))
     subscription = None
-    if row.sub_pk is not None:  # a subscription was found, so the key has an owner
+    if sub_id is not None:  # a subscription was found, so the key has an owner
         subscription = _loaded(Subscription(
-            pk=row.sub_pk, user_id=row.redeemed_by_id, product_id=licence.product_id,
-            expires_at=row.sub_expires_at, hwid_digest=row.sub_hwid_digest))
-    return KeyLookup(licence, subscription, row.latest_version, row.latest_sha256)
+            pk=sub_id, user_id=owner_id, product_id=product_id,
+            expires_at=_aware(sub_expires_at), hwid_digest=sub_hwid))
+    return KeyLookup(licence, subscription, latest_version, latest_sha256)
 
 
-def _loaded(subscription: Subscription) -> Subscription:
-    subscription._state.adding = False  # a row that exists, as if loaded by the ORM
-    subscription._state.db = "default"
-    return subscription
+@lru_cache(maxsize=1)
+def _key_lookup_sql() -> str:
+    key, product, user = LicenseKey._meta.db_table, Product._meta.db_table, User._meta.db_table
+    subscription, release = Subscription._meta.db_table, LoaderRelease._meta.db_table
+    # Only table names from the models are interpolated; the values are parameters.
+    latest = (f"(SELECT r.{{}} FROM {release} r WHERE r.published = %(published)s "  # noqa: S608
+              f"ORDER BY r.created_at DESC, r.id DESC LIMIT 1)")
+    return (
+        f"SELECT k.id, k.status, k.product_id, p.slug, p.is_active, k.redeemed_by_id, "  # noqa: S608
+        f"u.username, u.is_active, s.id, s.expires_at, s.hwid_digest, "
+        f"{latest.format('version')}, {latest.format('sha256')} "
+        f"FROM {key} k JOIN {product} p ON p.id = k.product_id "
+        f"LEFT JOIN {user} u ON u.id = k.redeemed_by_id "
+        f"LEFT JOIN {subscription} s ON s.user_id = k.redeemed_by_id "
+        f"AND s.product_id = k.product_id "
+        f"WHERE k.code_digest = %(lookup)s LIMIT 1"
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    # A cursor gives what the database stores: aware on PostgreSQL, naive UTC on SQLite.
+    if settings.USE_TZ and timezone.is_naive(value):
+        return timezone.make_aware(value, dt_timezone.utc)
+    return value
+
+
+def _loaded(instance: M) -> M:
+    instance._state.adding = False  # a row that exists, as if loaded by the ORM
+    instance._state.db = "default"
+    return instance
 
 
 
