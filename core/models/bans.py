@@ -20,6 +20,14 @@ class BanQuerySet(models.QuerySet["Ban"]):
         return self.open().filter(models.Q(ends_at__isnull=True)
                                   | models.Q(ends_at__gt=now or timezone.now()))
 
+    @staticmethod
+    def active_sql(alias: str) -> str:
+        """active() as an SQL condition on the ban table aliased `alias`, for statements
+        written in SQL (core.selectors.stats); its parameter is %(now)s. A test holds the two
+        to the same rows."""
+        return (f"{alias}.lifted_at IS NULL "
+                f"AND ({alias}.ends_at IS NULL OR {alias}.ends_at > %(now)s)")
+
     def elapsed(self, now: datetime | None = None) -> BanQuerySet:
         return self.open().filter(ends_at__lte=now or timezone.now())
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -19,6 +20,17 @@ def counted_this_month(now: datetime) -> Q:
     """The invites that use up quota: created this month and not revoked (a revoke refunds).
     A condition, so that a query over several users' invites can count with it too."""
     return Q(created_at__gte=month_start(now)) & ~Q(status=Invite.Status.REVOKED)
+
+
+def counted_this_month_sql(alias: str) -> str:
+    """counted_this_month as an SQL condition on the invite table aliased `alias`, for
+    statements written in SQL (core.selectors.stats); its parameters come from
+    counted_this_month_params. A test holds the two to the same rows."""
+    return f"{alias}.created_at >= %(month_start)s AND {alias}.status <> %(revoked)s"
+
+
+def counted_this_month_params(now: datetime) -> dict[str, Any]:
+    return {"month_start": month_start(now), "revoked": Invite.Status.REVOKED.value}
 
 
 def invites_counted_this_month(*, user: User, now: datetime) -> int:

@@ -3,16 +3,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from datetime import timezone as dt_timezone
+from functools import lru_cache
+from typing import Any
 
-from django.db.models import Count, Model, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Model, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from core.errors import NotFound
-from core.models import Ban, Invite, LicenseKey, Subscription, User
-from core.selectors.invites import counted_this_month, invite_quota
+from core.models import Ban, Invite, LicenseKey, Product, Role, Subscription, User
+from core.models.bans import BanQuerySet
+from core.selectors.invites import (
+    counted_this_month_params,
+    counted_this_month_sql,
+    invite_quota,
+)
 
 
 @dataclass(frozen=True)
@@ -45,69 +53,101 @@ class UserStats:
     subscriptions: list[SubscriptionView]
 
 
-def _count_of(queryset: QuerySet[Any], field: str) -> Coalesce:
-    """The number of rows of `queryset` whose `field` is the outer user: a correlated
-    subquery, so that one query reads the user and every count."""
-    counted = (queryset.filter(**{field: OuterRef("pk")}).order_by().values(field)
-               .annotate(n=Count("*")).values("n"))
-    return Coalesce(Subquery(counted), 0)
-
-
 def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
-    """Everything the stats pages show, in a fixed number of queries whatever the data size:
-    the user with every count and the active ban (one query, correlated subqueries on
-    indexed columns), then the subscriptions. The dashboard runs it on every visit."""
+    """Everything the stats pages show, in two queries whatever the data size: the user with
+    every count and the active ban (correlated subqueries on indexed columns), then the
+    subscriptions. The dashboard runs it on every visit.
+
+    Written as SQL, built once: composing these statements through the ORM cost about 10 ms
+    of CPU per call (measured in process), most of the dashboard page's time. The quota and
+    ban rules come from their own modules (counted_this_month_sql, BanQuerySet.active_sql)."""
     now = now or timezone.now()
-    ban = Ban.objects.active(now).filter(user=OuterRef("pk"))  # newest first (Meta.ordering)
-    user = (
-        User.objects.select_related("role", "invited_by").filter(pk=user_id)
-        .annotate(
-            invites_total=_count_of(Invite.objects.all(), "created_by"),
-            invites_used=_count_of(Invite.objects.filter(status=Invite.Status.USED),
-                                   "created_by"),
-            invites_this_month=_count_of(Invite.objects.filter(counted_this_month(now)),
-                                         "created_by"),
-            redeemed_count=_count_of(LicenseKey.objects.all(), "redeemed_by"),
-            ban_id=Subquery(ban.values("pk")[:1]),
-            ban_reason=Subquery(ban.values("reason")[:1]),
-            ban_ends_at=Subquery(ban.values("ends_at")[:1]),
-        )
-        .first()
-    )
-    if user is None:
-        raise NotFound(_("User not found."))
-    extra = cast(Any, user)  # the annotations
-    subs = [
-        SubscriptionView(product=s.product.slug, product_name=s.product.name,
-                         started_at=s.started_at, expires_at=s.expires_at,
-                         active=s.active_at(now))
-        for s in Subscription.objects.filter(user=user).select_related("product")
-        .order_by("-expires_at")
-    ]
-    quota = invite_quota(user=user)
-    banned = extra.ban_id is not None
+    params: dict[str, Any] = {"user_id": user_id, "now": now,
+                                 "used": Invite.Status.USED.value,
+                                 **counted_this_month_params(now)}
+    with connection.cursor() as cursor:
+        cursor.execute(_user_sql(), params)
+        row = cursor.fetchone()
+        if row is None:
+            raise NotFound(_("User not found."))
+        cursor.execute(_subscriptions_sql(), {"user_id": user_id})
+        subscription_rows = cursor.fetchall()
+    (pk, username, date_joined, is_superuser, discord_id, discord_username, role_id, role_name,
+     role_quota, inviter, invites_total, invites_used, invites_this_month, redeemed_count,
+     ban_id, ban_reason, ban_ends_at) = row
+    subs = []
+    for slug, name, started_at, expires_at in subscription_rows:
+        expires_at = _aware(expires_at)
+        subs.append(SubscriptionView(product=slug, product_name=name,
+                                     started_at=_aware(started_at), expires_at=expires_at,
+                                     active=expires_at > now))
+    role = Role(pk=role_id, name=role_name, invite_quota=role_quota) if role_id else None
+    quota = invite_quota(user=User(pk=pk, is_superuser=is_superuser, role=role))
+    banned = ban_id is not None
     return UserStats(
-        id=user.pk,
-        username=user.username,
-        role=user.role.name if user.role else None,
-        date_joined=user.date_joined,
-        invited_by=user.invited_by.username if user.invited_by else None,
-        invites_created=extra.invites_total,
-        invites_used=extra.invites_used,
+        id=pk,
+        username=username,
+        role=role_name,
+        date_joined=_aware(date_joined),
+        invited_by=inviter,
+        invites_created=invites_total,
+        invites_used=invites_used,
         invite_quota=quota,
         invites_left_this_month=(None if quota is None
-                                 else max(quota - extra.invites_this_month, 0)),
-        keys_redeemed=extra.redeemed_count,
+                                 else max(quota - invites_this_month, 0)),
+        keys_redeemed=redeemed_count,
         # Whole days left across every active subscription.
         days_left_total=sum(int((s.expires_at - now).total_seconds() // 86400)
                             for s in subs if s.active),
-        discord_linked=user.discord_id is not None,
-        discord_username=user.discord_username,
+        discord_linked=discord_id is not None,
+        discord_username=discord_username,
         banned=banned,
-        ban_reason=extra.ban_reason if banned else None,
-        ban_ends_at=extra.ban_ends_at if banned else None,
+        ban_reason=ban_reason if banned else None,
+        ban_ends_at=_aware(ban_ends_at) if banned and ban_ends_at is not None else None,
         subscriptions=subs,
     )
+
+
+@lru_cache(maxsize=1)
+def _user_sql() -> str:
+    user, role, invite = User._meta.db_table, Role._meta.db_table, Invite._meta.db_table
+    key, ban = LicenseKey._meta.db_table, Ban._meta.db_table
+
+    def invites(condition: str) -> str:
+        return (f"(SELECT count(*) FROM {invite} i "  # noqa: S608
+                f"WHERE i.created_by_id = u.id{condition})")
+
+    # Only table names from the models and the rules' own conditions are interpolated; the
+    # values are parameters. At most one open ban per user (ban_one_open_per_user).
+    return (
+        f"SELECT u.id, u.username, u.date_joined, u.is_superuser, u.discord_id, "  # noqa: S608
+        f"u.discord_username, r.id, r.name, r.invite_quota, inviter.username, "
+        f"{invites('')}, {invites(' AND i.status = %(used)s')}, "
+        f"{invites(' AND ' + counted_this_month_sql('i'))}, "
+        f"(SELECT count(*) FROM {key} k WHERE k.redeemed_by_id = u.id), "
+        f"b.id, b.reason, b.ends_at "
+        f"FROM {user} u LEFT JOIN {role} r ON r.id = u.role_id "
+        f"LEFT JOIN {user} inviter ON inviter.id = u.invited_by_id "
+        f"LEFT JOIN {ban} b ON b.user_id = u.id AND {BanQuerySet.active_sql('b')} "
+        f"WHERE u.id = %(user_id)s"
+    )
+
+
+@lru_cache(maxsize=1)
+def _subscriptions_sql() -> str:
+    subscription, product = Subscription._meta.db_table, Product._meta.db_table
+    return (
+        f"SELECT p.slug, p.name, s.started_at, s.expires_at "  # noqa: S608
+        f"FROM {subscription} s JOIN {product} p ON p.id = s.product_id "
+        f"WHERE s.user_id = %(user_id)s ORDER BY s.expires_at DESC, s.id"
+    )
+
+
+def _aware(value: datetime) -> datetime:
+    # A cursor gives what the database stores: aware on PostgreSQL, naive UTC on SQLite.
+    if settings.USE_TZ and timezone.is_naive(value):
+        return timezone.make_aware(value, dt_timezone.utc)
+    return value
 
 
 @dataclass(frozen=True)
