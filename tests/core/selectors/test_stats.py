@@ -16,7 +16,7 @@ from tests.factories import InviteFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 
-def _invites(user: User, now) -> None:  # type: ignore[no-untyped-def]
+def _invites(user: User, now) -> None:
     this_month = month_start(now)
     moments = [this_month - timedelta(seconds=1), this_month, this_month + timedelta(hours=1),
                now, now - timedelta(days=40)]
@@ -29,7 +29,7 @@ def _invites(user: User, now) -> None:  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("ban", ["none", "permanent", "running", "ended", "lifted"])
-def test_counts_and_ban_match_the_orm_rules(ban: str, roles) -> None:  # type: ignore[no-untyped-def]
+def test_counts_and_ban_match_the_orm_rules(ban: str, roles) -> None:
     now = timezone.now()
     inviter = UserFactory.create(username="inviter")
     user = UserFactory.create(username="counted", role=roles["support"], invited_by=inviter)
@@ -63,7 +63,7 @@ def test_counts_and_ban_match_the_orm_rules(ban: str, roles) -> None:  # type: i
     assert stats.date_joined == user.date_joined
 
 
-def test_a_superuser_has_no_quota_and_a_user_without_a_role_none(roles) -> None:  # type: ignore[no-untyped-def]
+def test_a_superuser_has_no_quota_and_a_user_without_a_role_none(roles) -> None:
     boss = UserFactory.create(is_superuser=True)
     nobody = UserFactory.create(role=None)
     assert user_stats(user_id=boss.pk).invite_quota is None
