@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import QuerySet
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_q.tasks import async_task
@@ -134,10 +134,11 @@ def key_redeem(*, user: User, code: str, ip: str | None = None) -> Subscription:
     """Bind a free key to the user and start or extend that product's subscription.
 
     Exactly once: the status flip is a conditional UPDATE, so of concurrent attempts only one
-    changes a row. The user's row is then locked so extensions of one subscription serialise.
-    Refusals are journaled after the transaction rolled back, so the entry survives. A web
-    request passes its client address and is throttled per address and account; the bot
-    throttles per Discord id itself.
+    changes a row. The user's row is locked first, as a ban locks it, so a ban either comes
+    before (the redeem is refused) or waits for the redeem to commit. Extensions of one
+    subscription serialise on its row. Refusals are journaled after the transaction rolled
+    back, so the entry survives. A web request passes its client address and is throttled per
+    address and account; the bot throttles per Discord id itself.
     """
     if ip is not None:
         rate_limits(checks=[("redeem_ip", ip), ("redeem_account", str(user.pk))])
@@ -149,54 +150,153 @@ def key_redeem(*, user: User, code: str, ip: str | None = None) -> Subscription:
         raise
 
 
+@dataclass(frozen=True)
+class _Redeemed:
+    key_id: int
+    # With its product (id, name and slug loaded: what the answer and the event show).
+    subscription: Subscription
+    # Time was added to a subscription still running at the redeem's `now`.
+    extended: bool
+
+
 def _redeem(*, user: User, code: str, ip: str | None) -> Subscription:
     lookup = key_lookup_digest(code)
     if lookup is None:
         raise KeyInvalid()
     now = timezone.now()
     with transaction.atomic():
-        locked_user = User.objects.select_for_update().get(pk=user.pk)
-        if not locked_user.is_active:
+        # The same lock as ban_create's (FOR UPDATE on the user's row): read under it,
+        # is_active is the committed truth until this transaction ends. Only the columns
+        # used are read (the row also holds an encrypted one).
+        member = User.objects.select_for_update().only("username", "is_active").get(pk=user.pk)
+        if not member.is_active:
             raise UserBanned()
-        key = LicenseKey.objects.select_related("product").filter(code_digest=lookup).first()
-        if key is None:
-            raise KeyInvalid()
-        if key.status != LicenseKey.Status.FREE or (key.redeem_by and key.redeem_by <= now):
-            raise KeyUnavailable()
-        claimed = LicenseKey.objects.filter(pk=key.pk, status=LicenseKey.Status.FREE).update(
-            status=LicenseKey.Status.REDEEMED, redeemed_by=locked_user, redeemed_at=now
-        )
-        if claimed != 1:
-            raise KeyUnavailable()
-        subscription = (
-            Subscription.objects.select_for_update()
-            .filter(user=locked_user, product=key.product)
-            .first()
-        )
-        if subscription is not None:
-            # The row was filtered on this product: no second query to render it.
-            subscription.product = key.product
-        extended = subscription is not None and subscription.active_at(now)
-        if subscription is None:
-            subscription = Subscription.objects.create(
-                user=locked_user, product=key.product, started_at=now,
-                expires_at=now + key.duration,
-            )
+        if connection.vendor == "postgresql":
+            redeemed = _claim_and_subscribe(user_id=member.pk, digest=lookup, now=now)
         else:
-            if not subscription.active_at(now):
-                subscription.started_at = now
-            subscription.expires_at = max(now, subscription.expires_at) + key.duration
-            subscription.save(update_fields=["started_at", "expires_at", "updated_at"])
-        role_sync_request(user_id=locked_user.pk, reason="redeem")
-        log_event(category=Category.USER, action="key.redeem", actor=locked_user,
-                  data={"key_id": key.pk, "product": key.product.slug,
+            redeemed = _claim_and_subscribe_orm(user_id=member.pk, digest=lookup, now=now)
+        if redeemed is None:
+            # Refusals only: the claim says "not claimed", this tells an unknown key from
+            # one that exists but is not free or is past its redeem-by date.
+            if LicenseKey.objects.filter(code_digest=lookup).exists():
+                raise KeyUnavailable()
+            raise KeyInvalid()
+        subscription = redeemed.subscription
+        role_sync_request(user_id=member.pk, reason="redeem")
+        log_event(category=Category.USER, action="key.redeem", actor=member,
+                  data={"key_id": redeemed.key_id, "product": subscription.product.slug,
                         "expires_at": subscription.expires_at.isoformat()}, ip=ip)
-        member_notify(user_id=locked_user.pk,
-                      event="subscription_extended" if extended else "key_redeemed",
-                      data=subscription_event_data(product=key.product,
+        member_notify(user_id=member.pk,
+                      event="subscription_extended" if redeemed.extended else "key_redeemed",
+                      data=subscription_event_data(product=subscription.product,
                                                    expires_at=subscription.expires_at,
-                                                   extended=extended))
+                                                   extended=redeemed.extended))
     return subscription
+
+
+# The success path of a redeem in one statement (PostgreSQL; names as in core/models/keys.py
+# and subscriptions.py, exercised by the tests):
+# - `claimed`: the conditional UPDATE that makes a redeem exactly once. Of concurrent
+#   attempts on one key only the first flips it; the others wait for its row lock, re-check
+#   `status = free` on the committed row and match nothing. The key's encrypted code is
+#   neither read nor returned.
+# - `subscribed`: one upsert on subscription_unique (user, product). Its DO UPDATE locks the
+#   existing row and computes from its latest committed version, so extensions of one
+#   subscription serialise and each adds to the end the previous one left. A subscription
+#   still running at `now` keeps its start and grows from its end; a lapsed one restarts at
+#   `now` (the model's active_at: running while expires_at > now).
+# - the final SELECT adds the product's name and slug, for the answer and the event.
+# Intervals are added in the session's time zone, UTC (Django sets it; DATABASES has no
+# TIME_ZONE), where an interval's day is 24 h: the end is the same as Python's
+# `end + timedelta`.
+_CLAIM_AND_SUBSCRIBE = """WITH claimed AS (
+    UPDATE core_licensekey
+       SET status = %(redeemed)s, redeemed_by_id = %(user_id)s, redeemed_at = %(now)s
+     WHERE code_digest = %(digest)s AND status = %(free)s
+       AND (redeem_by IS NULL OR redeem_by > %(now)s)
+    RETURNING id, product_id, duration
+), subscribed AS (
+    INSERT INTO core_subscription AS s
+           (user_id, product_id, started_at, expires_at, hwid_digest, updated_at)
+    SELECT %(user_id)s, claimed.product_id, %(now)s, %(now)s + claimed.duration, '', %(now)s
+      FROM claimed
+    ON CONFLICT (user_id, product_id) DO UPDATE SET
+        started_at = CASE WHEN s.expires_at > %(now)s THEN s.started_at ELSE %(now)s END,
+        expires_at = GREATEST(s.expires_at, %(now)s) + (SELECT duration FROM claimed),
+        updated_at = %(now)s
+    RETURNING s.id, s.user_id, s.product_id, s.started_at, s.expires_at, s.hwid_digest,
+              s.hwid_self_reset_at, s.updated_at
+)
+SELECT claimed.id, claimed.duration, product.name, product.slug,
+       subscribed.id, subscribed.user_id, subscribed.product_id, subscribed.started_at,
+       subscribed.expires_at, subscribed.hwid_digest, subscribed.hwid_self_reset_at,
+       subscribed.updated_at
+  FROM claimed
+  JOIN core_product AS product ON product.id = claimed.product_id
+ CROSS JOIN subscribed
+"""
+# The columns of `subscribed`, in the model's field order (Model.from_db wants that order).
+_SUBSCRIPTION_FIELDS = ("id", "user_id", "product_id", "started_at", "expires_at",
+                        "hwid_digest", "hwid_self_reset_at", "updated_at")
+
+
+def _claim_and_subscribe(*, user_id: int, digest: str, now: datetime) -> _Redeemed | None:
+    """Claim the free key of `digest` for the user and start or extend the subscription to
+    its product, in one round trip (_CLAIM_AND_SUBSCRIBE); None when no key was claimed
+    (unknown, not free, or past its redeem-by date), in which case nothing was written."""
+    params: dict[str, int | str | datetime] = {
+        "user_id": user_id, "digest": digest, "now": now,
+        "free": LicenseKey.Status.FREE.value, "redeemed": LicenseKey.Status.REDEEMED.value,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_AND_SUBSCRIBE, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    key_id, duration, product_name, product_slug, *subscription_values = row
+    subscription = Subscription.from_db(connection.alias, list(_SUBSCRIPTION_FIELDS),
+                                        subscription_values)
+    subscription.product = Product.from_db(connection.alias, ["id", "name", "slug"],
+                                           [subscription.product_id, product_name,
+                                            product_slug])
+    # The new end is max(old end, now) + duration (a new subscription: now + duration), so
+    # this is the old end when it was after `now`, else `now`: exactly "it was running".
+    extended = subscription.expires_at - duration > now
+    return _Redeemed(key_id=key_id, subscription=subscription, extended=extended)
+
+
+def _claim_and_subscribe_orm(*, user_id: int, digest: str, now: datetime) -> _Redeemed | None:
+    """_claim_and_subscribe in ORM steps, for SQLite (the embedded default), which has no
+    data-modifying WITH. The claim is the same conditional UPDATE; from it on the transaction
+    holds SQLite's one write lock, so the subscription's read and write cannot interleave
+    with another writer's."""
+    key = (LicenseKey.objects.select_related("product")
+           .only("duration", "product__name", "product__slug")
+           .filter(code_digest=digest, status=LicenseKey.Status.FREE)
+           .filter(Q(redeem_by__isnull=True) | Q(redeem_by__gt=now))
+           .first())
+    if key is None:
+        return None
+    claimed = LicenseKey.objects.filter(pk=key.pk, status=LicenseKey.Status.FREE).update(
+        status=LicenseKey.Status.REDEEMED, redeemed_by_id=user_id, redeemed_at=now
+    )
+    if claimed != 1:
+        return None
+    subscription = (Subscription.objects.select_for_update()
+                    .filter(user_id=user_id, product_id=key.product_id).first())
+    extended = subscription is not None and subscription.active_at(now)
+    if subscription is None:
+        subscription = Subscription.objects.create(
+            user_id=user_id, product_id=key.product_id, started_at=now,
+            expires_at=now + key.duration,
+        )
+    else:
+        if not subscription.active_at(now):
+            subscription.started_at = now
+        subscription.expires_at = max(now, subscription.expires_at) + key.duration
+        subscription.save(update_fields=["started_at", "expires_at", "updated_at"])
+    subscription.product = key.product
+    return _Redeemed(key_id=key.pk, subscription=subscription, extended=extended)
 
 
 # --- Staff tools: generation jobs with progress, revocation, exports --------------------------

@@ -158,3 +158,68 @@ class TestRedeem:
         with pytest.raises(UserBanned):
             key_redeem(user=member, code=code)
         assert LicenseKey.objects.get().status == LicenseKey.Status.FREE
+
+    def test_answer_is_the_stored_row_in_each_case(self, moderator, member, product,
+                                                   monkeypatch):
+        """New, extended and lapsed subscriptions: what redeem returns, journals and pushes
+        is the row as stored, the machine binding survives, updated_at follows each write,
+        and a subscription ending exactly at the redeem's `now` has lapsed (the model's
+        active_at)."""
+        import core.services.keys as keys_service
+
+        events: list[tuple[str, bool]] = []
+        monkeypatch.setattr(keys_service, "member_notify", lambda *, user_id, event, data:
+                            events.append((event, data["extended"])))
+        codes = _generate(moderator, product, count=3, duration=timedelta(days=10)).codes
+        start = timezone.now()
+        clock = {"now": start}
+        # Every clock read in the redeem gives the moment the test chose.
+        monkeypatch.setattr(timezone, "now", lambda: clock["now"])
+
+        def redeem(code, at):
+            clock["now"] = at
+            sub = key_redeem(user=member, code=code)
+            stored = Subscription.objects.get(pk=sub.pk)
+            fields = ("started_at", "expires_at", "hwid_digest", "hwid_self_reset_at",
+                      "updated_at", "user_id", "product_id")
+            assert [getattr(sub, f) for f in fields] == [getattr(stored, f) for f in fields]
+            assert (sub.product.slug, sub.product.name) == (product.slug, product.name)
+            entry = LogEntry.objects.filter(action="key.redeem").latest("pk")
+            key = LicenseKey.objects.get(redeemed_by=member, redeemed_at=at)
+            assert entry.actor == member and entry.data == {
+                "key_id": key.pk, "product": product.slug,
+                "expires_at": sub.expires_at.isoformat()}
+            return stored
+
+        new = redeem(codes[0], start)
+        assert (new.started_at, new.expires_at, new.updated_at) == (
+            start, start + timedelta(days=10), start)
+        bound_at = start - timedelta(hours=1)
+        Subscription.objects.filter(pk=new.pk).update(hwid_digest="d" * 64,
+                                                      hwid_self_reset_at=bound_at)
+        later = start + timedelta(seconds=1)
+        extended = redeem(codes[1], later)
+        assert (extended.started_at, extended.expires_at, extended.updated_at) == (
+            start, start + timedelta(days=20), later)
+        assert (extended.hwid_digest, extended.hwid_self_reset_at) == ("d" * 64, bound_at)
+        end = start + timedelta(days=30)
+        Subscription.objects.filter(pk=new.pk).update(expires_at=end)
+        lapsed = redeem(codes[2], end)
+        assert (lapsed.started_at, lapsed.expires_at, lapsed.updated_at) == (
+            end, end + timedelta(days=10), end)
+        assert (lapsed.hwid_digest, lapsed.hwid_self_reset_at) == ("d" * 64, bound_at)
+        assert Subscription.objects.count() == 1
+        assert events == [("key_redeemed", False), ("subscription_extended", True),
+                          ("key_redeemed", False)]
+
+    def test_refusals_write_nothing(self, moderator, member, product):
+        code = _generate(moderator, product).codes[0]
+        LicenseKey.objects.update(status=LicenseKey.Status.REVOKED)
+        with pytest.raises(KeyUnavailable):
+            key_redeem(user=member, code=code)
+        with pytest.raises(KeyInvalid):
+            key_redeem(user=member, code="ZSPB-AAAAA-AAAAA-AAAAA-AAAAA")
+        assert not Subscription.objects.exists()
+        assert LicenseKey.objects.get().redeemed_by is None
+        assert [e.data for e in LogEntry.objects.filter(action__startswith="key.redeem")
+                .order_by("pk")] == [{"reason": "key_unavailable"}, {"reason": "key_invalid"}]
