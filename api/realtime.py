@@ -53,6 +53,16 @@ class MemberConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]  # Chann
         if isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"event": "pong", "data": {}})
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels (4.3.2, AsyncConsumer.dispatch) runs close_old_connections() on the one
+        # sync thread before every handler: a thread hop per event, a thousand in a row when
+        # the minute's expiries reach a worker's sockets. member_event uses no database
+        # connection, so it is called directly; everything else goes through channels.
+        if message.get("type") == "member.event":
+            await self.member_event(message)
+            return
+        await super().dispatch(message)
+
     async def member_event(self, message: dict[str, Any]) -> None:
         """A "member.event" from the channel layer: forward it to the page."""
         if self.group is None:

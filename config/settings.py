@@ -223,13 +223,20 @@ else:
 # events between processes; the embedded default keeps them inside the one process.
 if REDIS_URL:
     CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels_redis' core layer, batched at both ends (core/channel_layer.py).
+        "BACKEND": "core.channel_layer.BatchingRedisChannelLayer",
         # redis-py 8 times a read out after 5 s by default, exactly channels_redis' 5 s
         # blocking pop: every idle socket's receive loop died after 5 s. The read timeout must
         # stay above the pop's.
         "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15,
                               "socket_connect_timeout": 2}],
-                   "prefix": "zspb:ws", "capacity": 500, "expiry": 30},
+                   "prefix": "zspb:ws", "capacity": 500, "expiry": 30,
+                   # A web worker's sockets all share its one process channel ("specific.<id>!"
+                   # in Redis), so that channel must hold a batch for every socket at once: the
+                   # minute's expiries arrive a thousand at a time (core.channel_layer), and at
+                   # 500 a worker with more sockets lost the rest. 5,000 small messages are
+                   # about 1 MB of Redis for a dead worker's channel, gone after `expiry`.
+                   "channel_capacity": {"specific.*": 5000}},
     }}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -46,45 +46,18 @@ def member_group(user_id: int) -> str:
 Push = tuple[int, str, dict[str, Any]]  # (user id, event, data)
 
 
-PIPELINE_MAX = 1000
-# The 1-based positions of the keys that exist: a reply as small as the open pages are few.
-_EXISTING = """
-local found = {}
-for i = 1, #KEYS do
-    if redis.call('EXISTS', KEYS[i]) == 1 then found[#found + 1] = i end
-end
-return found
-"""
-
-
-async def _open_pages(layer: Any, pushes: Sequence[Push]) -> Sequence[Push]:
-    """The pushes whose member has a page open: one script per Redis host and thousand
-    members instead of a group_send (two round trips) per member. Most members of a large
-    batch (the minute's expiries) have no page open.
-    Other layers (in-memory, tests) get every push."""
-    if len(pushes) < 2 or not all(hasattr(layer, n) for n in ("_group_key", "connection")):
-        return pushes
-    if len(pushes) > PIPELINE_MAX:
-        kept: list[Push] = []
-        for start in range(0, len(pushes), PIPELINE_MAX):
-            kept.extend(await _open_pages(layer, pushes[start:start + PIPELINE_MAX]))
-        return kept
-    by_host: dict[int, list[int]] = {}
-    for n, (user_id, _event, _data) in enumerate(pushes):
-        by_host.setdefault(layer.consistent_hash(member_group(user_id)), []).append(n)
-    open_: set[int] = set()
-    for host, indexes in by_host.items():
-        keys = [layer._group_key(member_group(pushes[n][0])) for n in indexes]
-        found = await layer.connection(host).eval(_EXISTING, len(keys), *keys)
-        open_.update(indexes[int(i) - 1] for i in found)
-    return [push for n, push in enumerate(pushes) if n in open_]
-
-
 async def _group_send_all(layer: Any, pushes: Sequence[Push]) -> None:
-    for user_id, event, data in await _open_pages(layer, pushes):
-        await layer.group_send(
-            member_group(user_id), {"type": "member.event", "event": event, "data": data}
-        )
+    """The pushes in order. The Redis layer (core.channel_layer) sends a batch in two round
+    trips per Redis host and thousand pushes, skipping members with no page open (most of
+    the minute's expiries); other layers (in-memory, tests) get a group_send each."""
+    sends = [(member_group(user_id), {"type": "member.event", "event": event, "data": data})
+             for user_id, event, data in pushes]
+    send_many = getattr(layer, "group_send_many", None)
+    if send_many is not None:
+        await send_many(sends)
+        return
+    for group, message in sends:
+        await layer.group_send(group, message)
 
 
 def _send_all(pushes: Sequence[Push]) -> None:

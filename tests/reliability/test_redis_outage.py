@@ -38,9 +38,9 @@ def redis_cache(redis_process: RedisProcess, settings: Any) -> ResilientRedisCac
         "BACKEND": "core.cache.ResilientRedisCache", "LOCATION": redis_process.url,
         "KEY_PREFIX": "zspb", "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
     }}
-    # The real-time pushes (after a redeem) go through the same Redis.
+    # The real-time pushes (after a redeem) go through the same Redis, by the site's layer.
     settings.CHANNEL_LAYERS = {"default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "core.channel_layer.BatchingRedisChannelLayer",
         "CONFIG": {"hosts": [{"address": redis_process.url, "socket_timeout": 15,
                               "socket_connect_timeout": 2}], "prefix": "zspb:ws"},
     }}
