@@ -216,9 +216,11 @@ def split(*, returned_ms: float, first: float, worst: float, count: int) -> str:
         f"channel layer): {returned_ms:.0f} ms\n"
         f"- the worker's delivery, from the first socket ({first:.0f} ms) to the last "
         f"({worst:.0f} ms): {worst - first:.0f} ms\n"
-        "- channels_redis' core layer costs about four Redis round trips per group_send on "
-        "the sender's side and three or four per message on the worker's receiving side "
-        "(one process-wide channel popped one message at a time, each with its backup "
-        "queue). The candidate fix: channels_redis' pub/sub layer (Redis pushes each message to "
-        "the worker) with a batch's group sends pipelined in one round trip\n")
+        "- the layer (core/channel_layer.py) pushes the batch in two Redis round trips and the "
+        "worker takes up to 1,000 messages per round trip; what is left is per socket, one "
+        "after the other on the worker's one event loop: Channels' receive and dispatch "
+        "(several tasks and futures a message) and uvicorn's send, about 0.2-0.25 ms a socket "
+        "on this 2-core machine, which the bench's own client shares. A full garbage "
+        "collection that falls in the burst adds 0.3-0.5 s at 1,000 sockets (config/asgi.py "
+        "makes that rare)\n")
 

@@ -6,6 +6,7 @@ config.asgi:application` in production.
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 from urllib.parse import ParseResult
@@ -54,3 +55,20 @@ application = ProtocolTypeRouter({
         AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
     ),
 })
+
+
+# The garbage collector, for a worker that holds many WebSockets (issue 12). Each open socket
+# keeps about 200 tracked objects alive, so a worker with 1,000 sockets has a heap of some
+# 350,000 objects, and with the default thresholds a full collection (0.25-0.5 s at that size on
+# the bench machine) came due during nearly every fan-out: the burst of a thousand deliveries
+# allocates enough to trigger one, and the sockets opened since the last one make it due.
+# Measured with 1,000 sockets: without this, a 490 ms collection ran as the events arrived
+# (p95 885 ms); with it, none did in the runs made (p95 358 and 430 ms, load 7.3 and 2.8).
+# - collect, then freeze what the site has built by now (Django, the URLconf, the apps:
+#   about 125,000 objects that live as long as the process): full collections skip them;
+# - a young generation of 10,000 allocations instead of 700: young and full collections
+#   about 14 times rarer (a full one still needs the heap grown by a quarter since the last).
+GC_THRESHOLDS = (10_000, 10, 10)
+gc.collect()
+gc.freeze()
+gc.set_threshold(*GC_THRESHOLDS)

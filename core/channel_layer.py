@@ -51,7 +51,9 @@ SEND_CHUNK = 1000
 # Put the backup queue back at the head of the channel (the parent's cleanup before each pop:
 # messages a cancelled receive had taken are not lost), or, after a blocking pop, back up the
 # message it returned (ARGV[2], score ARGV[3]); then move up to ARGV[1] more of the oldest
-# messages into the backup queue and return them, oldest first.
+# messages into the backup queue and return them, oldest first, as one string of netstrings
+# ("<length>:<bytes>"): redis-py parses a reply in Python element by element, and a
+# thousand-element reply cost more than the script.
 _TAKE = """
 if ARGV[2] then
     redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
@@ -66,47 +68,56 @@ local taken = redis.call('ZPOPMIN', KEYS[1], ARGV[1])
 local out = {}
 for i = 1, #taken, 2 do
     redis.call('ZADD', KEYS[2], taken[i + 1], taken[i])
-    out[#out + 1] = taken[i]
+    out[#out + 1] = #taken[i] .. ':' .. taken[i]
 end
-return out
+return table.concat(out)
 """
 
-# Each group's channels after dropping those older than the group expiry (ARGV[1]), as
-# group_send reads them; a group nobody is in gives an empty list.
+# The channels of each group after dropping those older than the group expiry (ARGV[1]), as
+# group_send reads them, as one string: a line "<i> <channel> <channel>..." for each group
+# KEYS[i] that has any (channel names hold neither spaces nor newlines).
 _GROUP_CHANNELS = """
 local out = {}
 for i = 1, #KEYS do
     redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, ARGV[1])
-    out[i] = redis.call('ZRANGE', KEYS[i], 0, -1)
+    local names = redis.call('ZRANGE', KEYS[i], 0, -1)
+    if #names > 0 then
+        out[#out + 1] = i .. ' ' .. table.concat(names, ' ')
+    end
 end
-return out
+return table.concat(out, '\\n')
 """
 
-# Push message i (ARGV[i], score ARGV[2n + i]) onto channel KEYS[i] unless that channel already
-# holds its capacity (ARGV[n + i]); expired messages (score <= ARGV[3n + 1]) are dropped first
-# and each channel written to lives for ARGV[3n + 2] seconds: group_send's rules, applied to
-# the messages in order. A key may repeat. Returns how many messages were over capacity.
+# group_send's rules for a batch, channel by channel: drop the channel's expired messages
+# (score <= ARGV[1]); push its messages in order, the k-th with score ARGV[3] + (k - 1) *
+# ARGV[4], unless the channel already holds its capacity; the channel then lives for ARGV[2]
+# seconds. For channel KEYS[j], ARGV[3 + 2j] is its capacity and ARGV[4 + 2j] how many of the
+# messages that follow the 2m + 4 arguments are its own, channel after channel. Returns how
+# many messages were over capacity.
 _PUSH = """
-local n = #KEYS
-local cutoff = ARGV[3 * n + 1]
-local expiry = ARGV[3 * n + 2]
-local cleaned, written = {}, {}
+local cutoff, expiry = ARGV[1], ARGV[2]
+local first, step = tonumber(ARGV[3]), tonumber(ARGV[4])
+local at = 4 + 2 * #KEYS
 local over = 0
-for i = 1, n do
-    local key = KEYS[i]
-    if not cleaned[key] then
-        redis.call('ZREMRANGEBYSCORE', key, 0, cutoff)
-        cleaned[key] = true
+for j = 1, #KEYS do
+    local key = KEYS[j]
+    local capacity, count = tonumber(ARGV[3 + 2 * j]), tonumber(ARGV[4 + 2 * j])
+    redis.call('ZREMRANGEBYSCORE', key, 0, cutoff)
+    local held = redis.call('ZCARD', key)
+    local added = 0
+    for k = 1, count do
+        if held < capacity then
+            redis.call('ZADD', key, first + (k - 1) * step, ARGV[at + k])
+            held = held + 1
+            added = added + 1
+        else
+            over = over + 1
+        end
     end
-    if redis.call('ZCARD', key) < tonumber(ARGV[n + i]) then
-        redis.call('ZADD', key, ARGV[2 * n + i], ARGV[i])
-        written[key] = true
-    else
-        over = over + 1
+    if added > 0 then
+        redis.call('EXPIRE', key, expiry)
     end
-end
-for key in pairs(written) do
-    redis.call('EXPIRE', key, expiry)
+    at = at + count
 end
 return over
 """
@@ -146,24 +157,25 @@ class BatchingRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # unt
         return messages[-1]
 
     async def _take_batch(self, index: int, channel_key: str) -> list[bytes]:
-        """At least one message of the channel, now in its backup queue, with the cleaner
-        that removes them from there started (as the parent, one message at a time)."""
+        """At least one message of the channel, now in its backup queue, and the cleaner
+        that removes them from there started (the parent does both a message at a time)."""
         connection = self.connection(index)
         backup = self._backup_channel_name(channel_key)
         await self.receive_clean_locks.acquire(channel_key)
         try:
             # Cancelling here loses nothing: the taken messages are in the backup queue and the
             # next take puts them back.
-            contents: list[bytes] = await connection.eval(
-                _TAKE, 2, channel_key, backup, DRAIN_MAX)
+            contents = _netstrings(await connection.eval(
+                _TAKE, 2, channel_key, backup, DRAIN_MAX))
             while not contents:
                 popped = await connection.bzpopmin(channel_key, timeout=self.brpop_timeout)
                 if popped is None:
-                    contents = await connection.eval(_TAKE, 2, channel_key, backup, DRAIN_MAX)
+                    contents = _netstrings(await connection.eval(
+                        _TAKE, 2, channel_key, backup, DRAIN_MAX))
                     continue
                 _, member, score = popped
-                contents = [member, *await connection.eval(
-                    _TAKE, 2, channel_key, backup, DRAIN_MAX - 1, member, repr(float(score)))]
+                contents = [member, *_netstrings(await connection.eval(
+                    _TAKE, 2, channel_key, backup, DRAIN_MAX - 1, member, repr(float(score))))]
             cleaner = asyncio.ensure_future(
                 connection.zpopmin(backup, len(contents)))
             self.receive_cleaners.append(cleaner)
@@ -217,34 +229,50 @@ class BatchingRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # unt
         group_cutoff = int(time.time()) - self.group_expiry
         for host, indexes in by_host.items():
             keys = [self._group_key(sends[n][0]) for n in indexes]
-            found = await self.connection(host).eval(
+            found: bytes = await self.connection(host).eval(
                 _GROUP_CHANNELS, len(keys), *keys, group_cutoff)
-            for n, names in zip(indexes, found, strict=True):
-                members[n] = [name.decode("utf8") for name in names]
-        # Per host: (channel key, serialized message, capacity) in the order of the sends.
-        pushes: dict[int, list[tuple[str, bytes, int]]] = collections.defaultdict(list)
+            for line in found.decode("utf8").splitlines():
+                position, *names = line.split(" ")
+                members[indexes[int(position) - 1]] = names
+        # Per host and channel key: its capacity and its messages, in the order of the sends.
+        pushes: dict[int, dict[str, tuple[int, list[bytes]]]] = collections.defaultdict(dict)
         for (_group, message), channels in zip(sends, members, strict=True):
             if not channels:
                 continue
             by_connection, key_message, key_capacity = self._map_channel_keys_to_connection(
                 channels, message)
             for host, channel_keys in by_connection.items():
-                pushes[host].extend((key, key_message[key], key_capacity[key])
-                                    for key in channel_keys)
+                for key in channel_keys:
+                    pushes[host].setdefault(key, (key_capacity[key], []))[1].append(
+                        key_message[key])
         now = time.time()
         cutoff = int(now) - int(self.expiry)
         # Never below the previous batch's last score: a channel's next message sorts after
         # the ones this process pushed before, however close together the batches.
         first = max(now, self._last_score + SCORE_STEP)
-        for host, entries in pushes.items():
-            keys = [key for key, _, _ in entries]
+        for host, channels_ in pushes.items():
+            keys = list(channels_)
+            counts: list[int] = []
+            for capacity, payloads in channels_.values():
+                counts += [capacity, len(payloads)]
             over = await self.connection(host).eval(
-                _PUSH, len(keys), *keys,
-                *(payload for _, payload, _ in entries),
-                *(capacity for _, _, capacity in entries),
-                *(repr(first + n * SCORE_STEP) for n in range(len(entries))),
-                cutoff, int(self.expiry))
-            self._last_score = max(self._last_score, first + (len(entries) - 1) * SCORE_STEP)
+                _PUSH, len(keys), *keys, cutoff, int(self.expiry), repr(first),
+                repr(SCORE_STEP), *counts,
+                *(payload for _, payloads in channels_.values() for payload in payloads))
+            longest = max(len(payloads) for _, payloads in channels_.values())
+            self._last_score = max(self._last_score, first + (longest - 1) * SCORE_STEP)
             if over:
                 log.info("%s of %s messages over their channel's capacity in a batch of %s "
-                         "group sends", over, len(entries), len(sends))
+                         "group sends", over, sum(counts[1::2]), len(sends))
+
+
+def _netstrings(reply: bytes) -> list[bytes]:
+    """The strings of a "<length>:<bytes>..." reply."""
+    out, at, view = [], 0, memoryview(reply)
+    while at < len(reply):
+        colon = reply.index(b":", at)
+        start = colon + 1
+        end = start + int(reply[at:colon])
+        out.append(bytes(view[start:end]))
+        at = end
+    return out
