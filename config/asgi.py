@@ -1,6 +1,6 @@
 """ASGI entry point: HTTP goes to Django, WebSockets to the member consumer (api/realtime.py).
 
-Served by uvicorn locally (`make run`) and by `gunicorn -k uvicorn_worker.UvicornWorker
+Served by uvicorn locally (`make run`) and by `gunicorn -k config.workers.UvicornWorker
 config.asgi:application` in production.
 """
 

@@ -37,7 +37,7 @@ def _render(
 def test_units_and_plain_http_site(tmp_path: Path) -> None:
     assert _render(tmp_path).returncode == 0
     web = (tmp_path / "zspb-web.service").read_text()
-    assert "-k uvicorn_worker.UvicornWorker" in web
+    assert "-k config.workers.UvicornWorker" in web
     assert "--bind unix:/run/zspb/web.sock" in web
     assert "--workers 3" in web and "--graceful-timeout 30" in web
     assert "--keep-alive 75" in web

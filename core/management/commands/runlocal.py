@@ -9,10 +9,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from config.workers import WS_IMPLEMENTATION, WS_MAX_SIZE, WS_PER_MESSAGE_DEFLATE
 from core.checks import discord_notice
-
-# Pages only send pings; a larger frame closes their socket.
-WS_MAX_SIZE = 64 * 1024
 
 
 class Command(BaseCommand):
@@ -32,8 +30,9 @@ class Command(BaseCommand):
             # serves the static files from the finders.
             subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application",
                               "--host", "127.0.0.1", "--port", str(options["port"]),
-                              "--lifespan", "off", "--ws", "websockets-sansio",
+                              "--lifespan", "off", "--ws", WS_IMPLEMENTATION,
                               "--ws-max-size", str(WS_MAX_SIZE),
+                              "--ws-per-message-deflate", str(WS_PER_MESSAGE_DEFLATE).lower(),
                               "--timeout-graceful-shutdown", "5"]),
         ]
         try:
