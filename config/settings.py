@@ -270,6 +270,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # HTTPS: on by default without DEBUG. A server without a domain (plain HTTP) sets HTTPS=0, and
 # `check --deploy` then warns about every one of these, as it should.
 HTTPS = env_bool("HTTPS", default=not DEBUG)
+# Django's database sessions, read with one precompiled statement (core/sessions.py).
+SESSION_ENGINE = "core.sessions"
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SESSION_COOKIE_HTTPONLY = True
