@@ -46,7 +46,7 @@ OUTAGE_SECONDS = 300.0 if SOAK else 3.0
 SCHEDULE_EVERY = 1.0 if SOAK else 0.25
 # Discord's figures: 50 requests a second per bot; 10,000 invalid answers per 10 minutes.
 DISCORD_PER_SECOND = 50
-SITE_PER_SECOND = 48  # what core/discord/rest.py keeps itself to (sliding count, 25 ms windows)
+SITE_PER_SECOND = 48  # what core/discord/limits.py keeps itself to (a sliding second)
 INVALID_BUDGET = 10_000
 
 

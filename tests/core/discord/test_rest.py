@@ -9,6 +9,7 @@ import time
 import pytest
 from django.core.cache import cache
 
+from core.discord import limits as discord_limits
 from core.discord import rest
 from core.discord.rest import (
     DiscordAuthError,
@@ -122,7 +123,7 @@ class TestRateLimits:
         def other_worker():
             # Starts once the first worker has taken the global 429 in.
             deadline = time.monotonic() + 5
-            while cache.get(f"{rest.CACHE_PREFIX}:global-until") is None:
+            while cache.get(f"{discord_limits.CACHE_PREFIX}:global-until") is None:
                 assert time.monotonic() < deadline
                 time.sleep(0.005)
             other.member_get(guild_id=standin.guild_id, user_id=MEMBER)
@@ -203,6 +204,20 @@ class TestRateLimits:
         assert not standin.violations()
         assert time.monotonic() - started >= 1.9  # 100 requests at <= 48 per second
 
+    def test_a_429_shorter_than_its_window_does_not_end_the_window(self, client, standin):
+        # The stand-in's scripted 429 says 0 left, reset after 0.05 s, under the X-RateLimit-
+        # Reset of a window that holds one request and runs for 1 s. Taken as the window's
+        # end, the next window's allowance of 6 went into this one: the 6th was refused.
+        standin.limits["member.roles"] = (6, 1.0)
+        client.member_role_add(guild_id=standin.guild_id, user_id=MEMBER, role_id=ROLE_B,
+                               reason="sync")
+        standin.script(Fault.ratelimit(0.05), path="/roles/")
+        for n in range(1, 9):
+            client.member_role_add(guild_id=standin.guild_id, user_id=MEMBER,
+                                   role_id=ROLE_B + n, reason="sync")
+        assert not standin.violations(), standin.violations()
+        assert_waited_retry_after(standin)
+
     def test_a_wait_longer_than_allowed_raises_instead_of_sleeping(self, standin):
         standin.script(Fault.ratelimit(5.0), path="/members/")
         with discord_client(max_wait=0.5) as c:
@@ -213,7 +228,7 @@ class TestRateLimits:
         assert info.value.retry_after == pytest.approx(5.0, abs=0.1)
 
     def test_invalid_request_budget_stops_sending(self, client, standin, monkeypatch):
-        monkeypatch.setattr(rest, "INVALID_BUDGET", 3)
+        monkeypatch.setattr(discord_limits, "INVALID_BUDGET", 3)
         standin.unmanageable.add(ROLE_B)
         for _ in range(3):
             with pytest.raises(DiscordAuthError):
@@ -267,7 +282,7 @@ class TestFailures:
 class TestBucketState:
     """The shared bucket bookkeeping on its own (answers fed by hand, real cache)."""
 
-    ROUTE = rest.Route("member.roles", "1")
+    ROUTE = discord_limits.Route("member.roles", "1")
 
     def answer(self, limits, *, remaining, reset_after, reset, limit=3):
         limits.learn(self.ROUTE, {
@@ -277,42 +292,86 @@ class TestBucketState:
         })
 
     def test_first_request_goes_alone(self):
-        limits = rest.RateLimits()
+        limits = discord_limits.RateLimits()
         assert limits.bucket_delay(self.ROUTE) == 0.0  # the scout
-        assert limits.bucket_delay(self.ROUTE) == rest.PROVISIONAL_WAIT
+        assert limits.bucket_delay(self.ROUTE) == discord_limits.PROVISIONAL_WAIT
         self.answer(limits, remaining=2, reset_after=5, reset=1000.0)
         limits.scouted(self.ROUTE)
         assert [limits.bucket_delay(self.ROUTE) == 0.0 for _ in range(3)] == [True, True, False]
 
     def test_answers_out_of_order_only_lower_the_count(self):
-        limits = rest.RateLimits()
+        limits = discord_limits.RateLimits()
         self.answer(limits, remaining=1, reset_after=5, reset=1000.0)
         self.answer(limits, remaining=2, reset_after=5, reset=1000.0)  # an earlier request's
         assert limits.bucket_delay(self.ROUTE) == 0.0
         assert limits.bucket_delay(self.ROUTE) > 4
 
     def test_a_late_answer_from_an_old_window_is_ignored(self):
-        limits = rest.RateLimits()
+        limits = discord_limits.RateLimits()
         self.answer(limits, remaining=0, reset_after=5, reset=2000.0)
         self.answer(limits, remaining=2, reset_after=5, reset=1000.0)
         assert limits.bucket_delay(self.ROUTE) > 4
 
     def test_a_new_window_discounts_requests_in_flight(self):
-        limits = rest.RateLimits()
+        limits = discord_limits.RateLimits()
         self.answer(limits, remaining=0, reset_after=5, reset=1000.0)
         limits.sending(self.ROUTE)
         limits.sending(self.ROUTE)
         self.answer(limits, remaining=2, reset_after=5, reset=1005.0)
         assert limits.bucket_delay(self.ROUTE) > 4  # 2 left minus 2 still in flight
 
+    def test_a_429_never_ends_a_window_early(self):
+        limits = discord_limits.RateLimits()
+        self.answer(limits, remaining=2, reset_after=5, reset=1000.0)
+        # A 429 of the same window (say a global one with bucket headers): 0 left, counted;
+        # its short Reset-After is its own wait (block), not the window's end.
+        limits.learn(self.ROUTE, {
+            "x-ratelimit-bucket": "b", "x-ratelimit-limit": "3", "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset-after": "0.01", "x-ratelimit-reset": "1000.0"}, limited=True)
+        time.sleep(0.02)
+        assert limits.bucket_delay(self.ROUTE) > 4
+
+    def test_a_429_never_starts_a_window(self):
+        limits = discord_limits.RateLimits()
+        self.answer(limits, remaining=2, reset_after=5, reset=1000.0)
+        limits.learn(self.ROUTE, {
+            "x-ratelimit-bucket": "b", "x-ratelimit-limit": "3", "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset-after": "0.01", "x-ratelimit-reset": "1005.0"}, limited=True)
+        # Still the known window, with its 2 left.
+        assert [limits.bucket_delay(self.ROUTE) == 0.0 for _ in range(3)] == [True, True, False]
+
     def test_after_the_window_at_most_limit_go_until_an_answer(self, monkeypatch):
-        monkeypatch.setattr(rest, "PROVISIONAL_TTL", 0.3)
-        limits = rest.RateLimits()
+        monkeypatch.setattr(discord_limits, "PROVISIONAL_TTL", 0.3)
+        limits = discord_limits.RateLimits()
         self.answer(limits, remaining=0, reset_after=0, reset=1000.0)
         time.sleep(0.01)
         assert [limits.bucket_delay(self.ROUTE) == 0.0 for _ in range(4)] == [
             True, True, True, False]
         # No answer ever came (say, a proxy's 502 without headers): not locked out for good.
         # Cache timeouts are whole seconds (Redis), rounded up: 0.3 s is kept for 1 s.
-        time.sleep(max(1, math.ceil(rest.PROVISIONAL_TTL)) + 0.05)
+        time.sleep(max(1, math.ceil(discord_limits.PROVISIONAL_TTL)) + 0.05)
         assert limits.bucket_delay(self.ROUTE) == 0.0
+
+
+class TestGlobalLimit:
+    """The global limit's sliding log on its own (real cache)."""
+
+    @pytest.mark.parametrize("where", ["redis", "process"])
+    def test_at_most_48_in_a_sliding_second(self, where):
+        from django.core.cache.backends.locmem import LocMemCache
+
+        here = LocMemCache("discord-limits-test", {}) if where == "process" else None
+        limits = discord_limits.RateLimits(cache=here)
+        assert [limits.global_delay() for _ in range(48)] == [0.0] * 48
+        started = time.monotonic()
+        delay = limits.global_delay()
+        assert 0.5 < delay <= 1.0  # until the first of the 48 is a second old
+        time.sleep(delay - (time.monotonic() - started) + 0.005)
+        assert limits.global_delay() == 0.0  # the first left: one more goes
+
+    def test_a_global_429_blocks_for_its_retry_after(self):
+        limits = discord_limits.RateLimits()
+        limits.block(discord_limits.Route("member.get", "1"), 0.3, is_global=True)
+        assert 0.25 < limits.global_delay() <= 0.3
+        time.sleep(0.31)
+        assert limits.global_delay() == 0.0
