@@ -109,44 +109,54 @@ def counts_sent(backend: BaseCache, counters: Sequence[ThrottleCounter]) -> Pend
 
 @dataclass
 class _Channel:
-    """One thread's write-behind connection to one Redis location."""
+    """A write-behind connection to one Redis location, used by one thread at a time."""
 
     connection: Any = None
     # What to do for each sent write whose answer has not been read, should it never come.
     unread: list[Callable[[], None]] = field(default_factory=list)
 
 
-class _Channels(threading.local):
-    pid: int = 0
-
-    def __init__(self) -> None:
-        self.by_location: dict[str, _Channel] = {}
-
-
 class WriteBehind:
-    """Writes to Redis whose answers this thread reads before its next write, on a connection
-    of its own per Redis location (answers waiting on a pooled connection would answer
-    someone else's command).
+    """Writes to Redis whose answers are read before the next write on the same connection,
+    on connections of its own (answers waiting on a pooled connection would answer someone
+    else's command), kept per process and Redis location and lent to one thread at a time.
+    Not per thread: under ASGI every request runs in a thread of its own, and a connection
+    per thread was a new connection (and its handshake) per licence check.
 
-    A write is sent and not waited for. Before the thread's next write, the answers of the
-    earlier ones are read; if they cannot be (Redis went away), each earlier write's `on_lost`
-    runs then, so what was written is written again elsewhere rather than lost (it may then
-    count twice, never zero times: the same rule as a command that timed out). A write that
-    cannot be sent, or one while Redis is down, runs its `on_lost` at once.
+    A write is sent and not waited for. Before the connection's next write, the answers of
+    the earlier ones are read; if they cannot be (Redis went away), each earlier write's
+    `on_lost` runs then, so what was written is written again elsewhere rather than lost (it
+    may then count twice, never zero times: the same rule as a command that timed out). A
+    write that cannot be sent, or one while Redis is down, runs its `on_lost` at once.
     """
 
     def __init__(self) -> None:
-        self._local = _Channels()
+        self._lock = threading.Lock()
+        self._pid = 0
+        self._idle: dict[str, list[_Channel]] = {}
 
-    def _channel(self, backend: ResilientRedisCache) -> _Channel:
-        local = self._local
-        if local.pid != os.getpid():  # a forked child must not share the parent's sockets
-            local.pid, local.by_location = os.getpid(), {}
-        return local.by_location.setdefault(backend.location, _Channel())
+    def _take(self, backend: ResilientRedisCache) -> _Channel:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child must not share the parent's sockets
+                self._pid, self._idle = os.getpid(), {}
+            idle = self._idle.setdefault(backend.location, [])
+            return idle.pop() if idle else _Channel()
+
+    def _give_back(self, backend: ResilientRedisCache, channel: _Channel) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                self._idle.setdefault(backend.location, []).append(channel)
 
     def send(self, backend: ResilientRedisCache, args: Sequence[Any],
              on_lost: Callable[[], None]) -> None:
-        channel = self._channel(backend)
+        channel = self._take(backend)
+        try:
+            self._send(backend, channel, args, on_lost)
+        finally:
+            self._give_back(backend, channel)
+
+    def _send(self, backend: ResilientRedisCache, channel: _Channel, args: Sequence[Any],
+              on_lost: Callable[[], None]) -> None:
         self._read_answers(backend, channel)
         if backend.skip_redis():
             on_lost()

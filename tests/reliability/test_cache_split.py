@@ -3,6 +3,7 @@ sent before a query and read after it, and writes whose answers are read later."
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -90,8 +91,25 @@ def test_write_behind_reads_answers_before_the_next_write(redis_process: RedisPr
     server = redis_process.client()
     assert server.get("zspb:wb") == b"5"
     assert lost == []
-    channel = writes._channel(backend)
-    assert len(channel.unread) == 1  # only the last write's answer is still to read
+    channels = writes._idle[backend.location]
+    assert len(channels) == 1  # one connection, lent to each write in turn
+    assert len(channels[0].unread) == 1  # only the last write's answer is still to read
+
+
+def test_write_behind_keeps_one_connection_across_threads(redis_process: RedisProcess) -> None:
+    # Under ASGI each request runs in a new thread: a connection per thread was a connection
+    # (and a handshake) per licence check.
+    backend = _backend(redis_process.url)
+    writes = WriteBehind()
+    for _ in range(5):
+        thread = threading.Thread(target=writes.send, args=(backend, ("INCR", "zspb:wb4"),
+                                                             lambda: None))
+        thread.start()
+        thread.join()
+    assert redis_process.client().get("zspb:wb4") == b"5"
+    assert len(writes._idle[backend.location]) == 1
+    clients = redis_process.client().client_list()
+    assert len(clients) <= 3  # the write-behind one, the test's, at most one pooled
 
 
 def test_write_behind_runs_on_lost_for_answers_that_never_came(
