@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
-from datetime import timezone as dt_timezone
 from functools import lru_cache
 from typing import Final, TypeVar
 
 from django.conf import settings
 from django.db import connection
 from django.db.models import FilteredRelation, Model, Q
-from django.utils import timezone
 from nacl.signing import SigningKey
 
+from core.db import aware_datetime
 from core.models import LicenseKey, LoaderRelease, Product, Subscription, User
 
 ALGORITHM: Final = "Ed25519"
@@ -78,7 +76,7 @@ def license_key_by_digest(*, lookup: str) -> KeyLookup:
     if sub_id is not None:  # a subscription was found, so the key has an owner
         subscription = _loaded(Subscription(
             pk=sub_id, user_id=owner_id, product_id=product_id,
-            expires_at=_aware(sub_expires_at), hwid_digest=sub_hwid))
+            expires_at=aware_datetime(sub_expires_at), hwid_digest=sub_hwid))
     return KeyLookup(licence, subscription, latest_version, latest_sha256)
 
 
@@ -100,12 +98,6 @@ def _key_lookup_sql() -> str:
         f"WHERE k.code_digest = %(lookup)s LIMIT 1"
     )
 
-
-def _aware(value: datetime) -> datetime:
-    # A cursor gives what the database stores: aware on PostgreSQL, naive UTC on SQLite.
-    if settings.USE_TZ and timezone.is_naive(value):
-        return timezone.make_aware(value, dt_timezone.utc)
-    return value
 
 
 def _loaded(instance: M) -> M:

@@ -3,16 +3,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
 from functools import lru_cache
 from typing import Any
 
-from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Model, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from core.db import aware_datetime
 from core.errors import NotFound
 from core.models import Ban, Invite, LicenseKey, Product, Role, Subscription, User
 from core.models.bans import BanQuerySet
@@ -77,9 +76,9 @@ def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
      ban_id, ban_reason, ban_ends_at) = row
     subs = []
     for slug, name, started_at, expires_at in subscription_rows:
-        expires_at = _aware(expires_at)
+        expires_at = aware_datetime(expires_at)
         subs.append(SubscriptionView(product=slug, product_name=name,
-                                     started_at=_aware(started_at), expires_at=expires_at,
+                                     started_at=aware_datetime(started_at), expires_at=expires_at,
                                      active=expires_at > now))
     role = Role(pk=role_id, name=role_name, invite_quota=role_quota) if role_id else None
     quota = invite_quota(user=User(pk=pk, is_superuser=is_superuser, role=role))
@@ -88,7 +87,7 @@ def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
         id=pk,
         username=username,
         role=role_name,
-        date_joined=_aware(date_joined),
+        date_joined=aware_datetime(date_joined),
         invited_by=inviter,
         invites_created=invites_total,
         invites_used=invites_used,
@@ -103,7 +102,7 @@ def user_stats(*, user_id: int, now: datetime | None = None) -> UserStats:
         discord_username=discord_username,
         banned=banned,
         ban_reason=ban_reason if banned else None,
-        ban_ends_at=_aware(ban_ends_at) if banned and ban_ends_at is not None else None,
+        ban_ends_at=aware_datetime(ban_ends_at) if banned and ban_ends_at is not None else None,
         subscriptions=subs,
     )
 
@@ -142,12 +141,6 @@ def _subscriptions_sql() -> str:
         f"WHERE s.user_id = %(user_id)s ORDER BY s.expires_at DESC, s.id"
     )
 
-
-def _aware(value: datetime) -> datetime:
-    # A cursor gives what the database stores: aware on PostgreSQL, naive UTC on SQLite.
-    if settings.USE_TZ and timezone.is_naive(value):
-        return timezone.make_aware(value, dt_timezone.utc)
-    return value
 
 
 @dataclass(frozen=True)
