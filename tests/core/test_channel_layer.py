@@ -13,7 +13,7 @@ import inspect
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from importlib.metadata import version
 from typing import Any
 
@@ -28,6 +28,7 @@ from core import channel_layer
 from core.channel_layer import BatchingRedisChannelLayer
 
 Make = Callable[..., BatchingRedisChannelLayer]
+Layer = BatchingRedisChannelLayer
 
 
 @pytest.fixture
@@ -60,6 +61,22 @@ def _commands(layer: BatchingRedisChannelLayer) -> list[str]:
 
     client.execute_command = counted
     return seen
+
+
+def _run(make: Make, scenario: Callable[[Layer, Layer], Awaitable[None]],
+         **overrides: Any) -> None:
+    """`scenario(sender, worker)` in an event loop of its own, with two layers on one prefix
+    (two processes sharing Redis); then the worker's channels are flushed and the sender's
+    connections closed, whatever the scenario did."""
+    async def main() -> None:
+        sender, worker = make(**overrides), make(**overrides)
+        try:
+            await scenario(sender, worker)
+        finally:
+            await worker.flush()
+            await sender.close_pools()
+
+    asyncio.run(main())
 
 
 async def _sockets(layer: BatchingRedisChannelLayer, count: int) -> list[str]:
@@ -133,8 +150,7 @@ def test_the_settings_use_the_batching_layer(make: Make) -> None:
 
 
 def test_waiting_sockets_get_a_batch_in_order_in_two_round_trips(make: Make) -> None:
-    async def scenario() -> None:
-        sender, worker = make(), make()
+    async def scenario(sender: Layer, worker: Layer) -> None:
         sockets = await _sockets(worker, 4)
         received: list[list[dict[str, Any]]] = [[] for _ in sockets]
         listeners = [asyncio.ensure_future(_listen(worker, channel, 50, into))
@@ -153,15 +169,12 @@ def test_waiting_sockets_get_a_batch_in_order_in_two_round_trips(make: Make) -> 
         assert by_worker == ["EVAL", "ZPOPMIN"]
         assert not await sender.connection(0).zcard(f"{worker.prefix}specific."
                                                    f"{worker.client_prefix}!$inflight")
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario)
 
 
 def test_messages_already_waiting_are_taken_in_one_round_trip(make: Make) -> None:
-    async def scenario() -> None:
-        sender, worker = make(), make()
+    async def scenario(sender: Layer, worker: Layer) -> None:
         sockets = await _sockets(worker, 2)
         await sender.group_send_many([(f"member.{n % 2}", _event(n)) for n in range(100)])
         by_worker = _commands(worker)
@@ -173,30 +186,24 @@ def test_messages_already_waiting_are_taken_in_one_round_trip(make: Make) -> Non
         assert _seqs(received[1]) == list(range(1, 100, 2))
         await worker.wait_received()
         assert by_worker == ["EVAL", "ZPOPMIN"]
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario)
 
 
 def test_batches_sent_one_after_another_keep_their_order(make: Make) -> None:
-    async def scenario() -> None:
-        sender, worker = make(), make()
+    async def scenario(sender: Layer, worker: Layer) -> None:
         (socket_,) = await _sockets(worker, 1)
         for n in range(60):  # closer together than a batch's scores are apart
             await sender.group_send_many([("member.0", _event(n))])
         received: list[dict[str, Any]] = []
         await asyncio.wait_for(_listen(worker, socket_, 60, received), 10)
         assert _seqs(received) == list(range(60))
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario)
 
 
 def test_group_send_is_a_batch_of_one(make: Make) -> None:
-    async def scenario() -> None:
-        sender, worker = make(), make()
+    async def scenario(sender: Layer, worker: Layer) -> None:
         sockets = await _sockets(worker, 1)
         await worker.group_add("member.0", second := await worker.new_channel())
         by_sender = _commands(sender)
@@ -204,16 +211,12 @@ def test_group_send_is_a_batch_of_one(make: Make) -> None:
         assert by_sender == ["EVAL", "EVAL"]
         for channel in (*sockets, second):  # every page of the member
             assert _seqs([await asyncio.wait_for(worker.receive(channel), 5)]) == [7]
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario)
 
 
 def test_channel_capacity_is_respected(make: Make, caplog: pytest.LogCaptureFixture) -> None:
-    async def scenario() -> None:
-        small = {"channel_capacity": {"specific.*": 3}}
-        sender, worker = make(**small), make(**small)
+    async def scenario(sender: Layer, worker: Layer) -> None:
         sockets = await _sockets(worker, 5)
         with caplog.at_level(logging.INFO, logger="zspb.channel_layer"):
             await sender.group_send_many([(f"member.{n}", _event(n)) for n in range(5)])
@@ -222,15 +225,12 @@ def test_channel_capacity_is_respected(make: Make, caplog: pytest.LogCaptureFixt
         assert _seqs(received) == [0, 1, 2]
         assert await _nothing(worker, sockets[3])
         assert await _nothing(worker, sockets[4])
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario, channel_capacity={"specific.*": 3})
 
 
 def test_expired_messages_and_group_members_are_dropped(make: Make) -> None:
-    async def scenario() -> None:
-        sender, worker = make(), make()
+    async def scenario(sender: Layer, worker: Layer) -> None:
         live, stale = await _sockets(worker, 2)
         redis_ = sender.connection(0)
         key = f"{worker.prefix}specific.{worker.client_prefix}!"
@@ -244,15 +244,12 @@ def test_expired_messages_and_group_members_are_dropped(make: Make) -> None:
         assert 0 < await redis_.ttl(key) <= worker.expiry
         assert _seqs([await asyncio.wait_for(worker.receive(live), 5)]) == [0]
         assert await _nothing(worker, stale)
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario)
 
 
 def test_a_message_for_a_closed_socket_is_dropped(make: Make) -> None:
-    async def scenario() -> None:
-        sender, worker = make(), make()
+    async def scenario(sender: Layer, worker: Layer) -> None:
         closed, open_ = await _sockets(worker, 2)
         # The closed page's receive was cancelled, and it is still in its group (a page that
         # went before its group_discard ran).
@@ -267,15 +264,12 @@ def test_a_message_for_a_closed_socket_is_dropped(make: Make) -> None:
         await asyncio.wait_for(_listen(worker, open_, 2, received), 5)
         assert _seqs(received) == [1, 3]
         assert await _nothing(worker, open_)
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario)
 
 
 def test_messages_a_cancelled_receive_had_taken_come_first(make: Make) -> None:
-    async def scenario() -> None:
-        sender, worker = make(), make()
+    async def scenario(sender: Layer, worker: Layer) -> None:
         (socket_,) = await _sockets(worker, 1)
         key = f"{worker.prefix}specific.{worker.client_prefix}!"
         taken = worker.serialize({**_event(0), "__asgi_channel__": [socket_]})
@@ -285,16 +279,13 @@ def test_messages_a_cancelled_receive_had_taken_come_first(make: Make) -> None:
         received: list[dict[str, Any]] = []
         await asyncio.wait_for(_listen(worker, socket_, 2, received), 5)
         assert _seqs(received) == [0, 1]
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario)
 
 
 def test_an_unreadable_message_is_dropped_alone(make: Make,
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    async def scenario() -> None:
-        sender, worker = make(), make()
+    async def scenario(sender: Layer, worker: Layer) -> None:
         (socket_,) = await _sockets(worker, 1)
         key = f"{worker.prefix}specific.{worker.client_prefix}!"
         await sender.group_send_many([("member.0", _event(0))])
@@ -303,10 +294,8 @@ def test_an_unreadable_message_is_dropped_alone(make: Make,
         received: list[dict[str, Any]] = []
         await asyncio.wait_for(_listen(worker, socket_, 2, received), 5)
         assert _seqs(received) == [0, 1]
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario)
     assert "dropped an unreadable channel layer message" in caplog.text
 
 
@@ -315,8 +304,7 @@ def test_a_batch_larger_than_a_chunk_or_a_take(make: Make,
     monkeypatch.setattr(channel_layer, "SEND_CHUNK", 7)
     monkeypatch.setattr(channel_layer, "DRAIN_MAX", 5)
 
-    async def scenario() -> None:
-        sender, worker = make(), make()
+    async def scenario(sender: Layer, worker: Layer) -> None:
         sockets = await _sockets(worker, 3)
         # Groups without a page open (most of a minute's expiries) are read and skipped.
         await sender.group_send_many([(f"member.{n % 5}", _event(n)) for n in range(40)])
@@ -326,7 +314,5 @@ def test_a_batch_larger_than_a_chunk_or_a_take(make: Make,
             10)
         for n, messages in enumerate(received):
             assert _seqs(messages) == list(range(n, 40, 5))
-        await worker.flush()
-        await sender.close_pools()
 
-    asyncio.run(scenario())
+    _run(make, scenario)
