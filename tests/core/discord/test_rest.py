@@ -284,12 +284,12 @@ class TestBucketState:
 
     ROUTE = discord_limits.Route("member.roles", "1")
 
-    def answer(self, limits, *, remaining, reset_after, reset, limit=3):
+    def answer(self, limits, *, remaining, reset_after, reset, limit=3, limited=False):
         limits.learn(self.ROUTE, {
             "x-ratelimit-bucket": "b", "x-ratelimit-limit": str(limit),
             "x-ratelimit-remaining": str(remaining),
             "x-ratelimit-reset-after": str(reset_after), "x-ratelimit-reset": str(reset),
-        })
+        }, limited=limited)
 
     def test_first_request_goes_alone(self):
         limits = discord_limits.RateLimits()
@@ -325,18 +325,14 @@ class TestBucketState:
         self.answer(limits, remaining=2, reset_after=5, reset=1000.0)
         # A 429 of the same window (say a global one with bucket headers): 0 left, counted;
         # its short Reset-After is its own wait (block), not the window's end.
-        limits.learn(self.ROUTE, {
-            "x-ratelimit-bucket": "b", "x-ratelimit-limit": "3", "x-ratelimit-remaining": "0",
-            "x-ratelimit-reset-after": "0.01", "x-ratelimit-reset": "1000.0"}, limited=True)
+        self.answer(limits, remaining=0, reset_after=0.01, reset=1000.0, limited=True)
         time.sleep(0.02)
         assert limits.bucket_delay(self.ROUTE) > 4
 
     def test_a_429_never_starts_a_window(self):
         limits = discord_limits.RateLimits()
         self.answer(limits, remaining=2, reset_after=5, reset=1000.0)
-        limits.learn(self.ROUTE, {
-            "x-ratelimit-bucket": "b", "x-ratelimit-limit": "3", "x-ratelimit-remaining": "0",
-            "x-ratelimit-reset-after": "0.01", "x-ratelimit-reset": "1005.0"}, limited=True)
+        self.answer(limits, remaining=0, reset_after=0.01, reset=1005.0, limited=True)
         # Still the known window, with its 2 left.
         assert [limits.bucket_delay(self.ROUTE) == 0.0 for _ in range(3)] == [True, True, False]
 
