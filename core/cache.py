@@ -193,12 +193,16 @@ class ResilientRedisCache(RedisCache):
         """count_in_window for several counters in one round trip (a Lua script, so that the
         rule "stop at the first counter over its limit" holds inside Redis too)."""
         def on_redis() -> list[int]:
-            keys = [self.make_and_validate_key(c.key) for c in counters]
-            args = [value for c in counters for value in (c.timeout, c.limit)]
-            counts = self.redis_client().eval(COUNT_SCRIPT, len(keys), *keys, *args)
+            counts = self.redis_client().execute_command(*self.count_script_call(counters))
             return [int(n) for n in counts]
 
         return self._call(on_redis, lambda: counts_by_add_incr(self._fallback, counters))
+
+    def count_script_call(self, counters: Sequence[ThrottleCounter]) -> list[Any]:
+        """The EVAL command (name and arguments) that counts `counters` (COUNT_SCRIPT)."""
+        keys = [self.make_and_validate_key(c.key) for c in counters]
+        args = [value for c in counters for value in (c.timeout, c.limit)]
+        return ["EVAL", COUNT_SCRIPT, len(keys), *keys, *args]
 
     def redis_reachable(self) -> bool:
         """Ask Redis itself (health checks): the fallback answering does not make it up."""

@@ -26,7 +26,6 @@ from typing import Any
 from django.core.cache.backends.base import BaseCache
 
 from core.cache import (
-    COUNT_SCRIPT,
     UNREACHABLE,
     ResilientRedisCache,
     ThrottleCounter,
@@ -91,13 +90,11 @@ def counts_sent(backend: BaseCache, counters: Sequence[ThrottleCounter]) -> Pend
 
     if backend.skip_redis():
         return Pending(value=fallback())
-    keys = [backend.make_and_validate_key(c.key) for c in counters]
-    args = [value for c in counters for value in (c.timeout, c.limit)]
     pool = backend.redis_client().connection_pool
     connection = None
     try:
         connection = pool.get_connection()
-        connection.send_command("EVAL", COUNT_SCRIPT, len(keys), *keys, *args)
+        connection.send_command(*backend.count_script_call(counters))
     except UNREACHABLE as error:
         if connection is not None:
             connection.disconnect()
